@@ -1,0 +1,81 @@
+"""Thread-safe steering of a running queue: stop, pause, skip, live reload.
+
+Consumers (signal handlers, the dashboard) call the request methods from any
+thread; the engine polls between optimiser steps and never blocks on them
+except while paused.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from engine.spec import Spec
+
+
+class QueueControl:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._skip = False
+        self._spec: Spec | None = None
+        self.stop_count = 0  # a second stop request means "force exit" to the CLI
+
+    # --- stop -------------------------------------------------------------
+    def request_stop(self) -> int:
+        """Ask the engine to stop between steps; returns how many times it was asked."""
+        with self._lock:
+            self.stop_count += 1
+            count = self.stop_count
+        self._stop.set()
+        self._running.set()  # a paused engine must wake up to stop
+        return count
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    # --- pause ------------------------------------------------------------
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def toggle_pause(self) -> bool:
+        """Flip pause; returns True when now paused."""
+        if self._running.is_set():
+            self.pause()
+            return True
+        self.resume()
+        return False
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self, timeout: float | None = None) -> bool:
+        """Block while paused (or until timeout); returns True when running."""
+        return self._running.wait(timeout)
+
+    # --- skip -------------------------------------------------------------
+    def request_skip(self) -> None:
+        """Skip what is running now (the whole current batch)."""
+        with self._lock:
+            self._skip = True
+
+    def take_skip(self) -> bool:
+        with self._lock:
+            skip, self._skip = self._skip, False
+            return skip
+
+    # --- live reload ------------------------------------------------------
+    def replace_spec(self, spec: Spec) -> None:
+        """Offer a new valid config; the engine applies it to pending experiments."""
+        with self._lock:
+            self._spec = spec
+
+    def take_spec(self) -> Spec | None:
+        with self._lock:
+            spec, self._spec = self._spec, None
+            return spec

@@ -1,0 +1,174 @@
+"""Events the engine emits while it runs a queue.
+
+Small, frozen and JSON-serialisable: the run directory appends each one to
+``events.jsonl`` (that file is what ``--resume`` rebuilds a killed run from),
+the dashboard turns them into Textual messages and the headless mode prints
+them. Consumers keep their own history; the engine never waits on one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+# Experiment statuses, in the order a queue moves through them.
+PENDING = "pending"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+SKIPPED = "skipped"
+STATUSES = (PENDING, RUNNING, DONE, FAILED, INTERRUPTED, SKIPPED)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class: every event carries the wall-clock time it was made."""
+
+    kind: ClassVar[str] = "event"
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    run_dir: str
+    config_path: str
+    experiments: tuple[str, ...]
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class BackendLoading(Event):
+    """Progress while models load: ``fraction`` in [0, 1]."""
+
+    kind: ClassVar[str] = "backend_loading"
+    stage: str
+    fraction: float
+
+
+@dataclass(frozen=True)
+class BackendReady(Event):
+    kind: ClassVar[str] = "backend_ready"
+    backend: str
+    device: str
+    dim: int
+    reference_norm: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class BackendFailed(Event):
+    kind: ClassVar[str] = "backend_failed"
+    error: str
+
+
+@dataclass(frozen=True)
+class QueueChanged(Event):
+    """The whole queue after a change (start, live reload, status change)."""
+
+    kind: ClassVar[str] = "queue_changed"
+    names: tuple[str, ...]
+    statuses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConfigRejected(Event):
+    """A live edit of the config was invalid; the queue keeps the last valid one."""
+
+    kind: ClassVar[str] = "config_rejected"
+    error: str
+
+
+@dataclass(frozen=True)
+class ExperimentStarted(Event):
+    kind: ClassVar[str] = "experiment_started"
+    name: str
+    steps: int
+    batch: tuple[str, ...]  # every experiment running in the same batch
+    init_sim: float
+    oracle_sim: float
+    targets: tuple[str, ...]  # the target sentences, in score order
+
+
+@dataclass(frozen=True)
+class Step(Event):
+    """Metrics after optimiser step ``step`` (1-based) of ``total``."""
+
+    kind: ClassVar[str] = "step"
+    name: str
+    step: int
+    total: int
+    sim: float  # mean over targets
+    sims: tuple[float, ...]  # per target
+    loss: float
+    norm: float
+    steps_per_s: float
+
+
+@dataclass(frozen=True)
+class Decoded(Event):
+    kind: ClassVar[str] = "decoded"
+    name: str
+    step: int
+    z_text: str
+    predictions: tuple[str, ...]
+    targets: tuple[str, ...]
+    exact: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class ExperimentFinished(Event):
+    """``result`` is the experiment's row of ``results.json``."""
+
+    kind: ClassVar[str] = "experiment_finished"
+    name: str
+    status: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    status: str  # done | failed | interrupted
+    run_dir: str
+    best: str | None
+
+
+@dataclass(frozen=True)
+class Paused(Event):
+    kind: ClassVar[str] = "paused"
+    paused: bool
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        RunStarted,
+        BackendLoading,
+        BackendReady,
+        BackendFailed,
+        QueueChanged,
+        ConfigRejected,
+        ExperimentStarted,
+        Step,
+        Decoded,
+        ExperimentFinished,
+        RunFinished,
+        Paused,
+    )
+}
+
+
+def event_from_json(data: dict[str, Any]) -> Event:
+    """Inverse of :meth:`Event.to_json` (lists come back as tuples)."""
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("type")]
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+    return cls(**kwargs)

@@ -1,0 +1,131 @@
+"""The embedding space: encode text to vectors, decode vectors to text, and
+score a vector by the decoder's token cross-entropy of a target sentence.
+
+Everything goes through sonar-space's public pipelines and fairseq2's asset
+cards, so the shipped mini models and the real SONAR ones load by one path:
+only the card names differ. ``import sonar`` is slow (~6 s), so it happens
+inside :func:`load_space`, never at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from engine.spec import Backend
+
+LANG = "eng_Latn"
+Progress = Callable[[str, float], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("backend.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+@dataclass
+class EmbeddingSpace:
+    """A SONAR-style text encoder/decoder pair sharing one tokenizer."""
+
+    encoder_pipeline: Any  # sonar TextToEmbeddingModelPipeline
+    decoder_pipeline: Any  # sonar EmbeddingToTextModelPipeline
+    tokenizer: Any  # fairseq2 Tokenizer
+    device: torch.device
+    dtype: torch.dtype
+
+    def __post_init__(self) -> None:
+        self.decoder_pipeline.model.requires_grad_(False)
+        self.encoder_pipeline.model.requires_grad_(False)
+        self._target_encoder = self.tokenizer.create_encoder(lang=LANG, mode="target")
+        self._pad = self.tokenizer.vocab_info.pad_idx
+        self.max_len = int(self.decoder.max_target_seq_len)
+
+    @property
+    def decoder(self) -> Any:
+        """The ConditionalTransformerDecoderModel behind the decode pipeline."""
+        return self.decoder_pipeline.model.decoder
+
+    @property
+    def dim(self) -> int:
+        return int(self.decoder.final_proj.input_dim)
+
+    def encode(self, sentences: Sequence[str]) -> Tensor:
+        """[N, D] embeddings, cloned out of inference mode so autograd may use them."""
+        out = self.encoder_pipeline.predict(list(sentences), source_lang=LANG, batch_size=max(1, len(sentences)))
+        return out.clone()
+
+    def decode(self, vectors: Tensor, *, beam_size: int = 1, max_len: int = 64) -> list[str]:
+        """Decode a batch of vectors [N, D] in one generator call."""
+        if vectors.shape[0] == 0:
+            return []
+        return self.decoder_pipeline.predict(
+            vectors.detach().to(self.device, self.dtype),
+            target_lang=LANG,
+            batch_size=vectors.shape[0],
+            beam_size=beam_size,
+            max_seq_len=min(max_len, self.max_len),
+        )
+
+    def tokenize_targets(self, sentences: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Padded target ids [N, L] (``</s> __eng_Latn__ ... </s>``) and their lengths [N]."""
+        seqs = [self._target_encoder(s) for s in sentences]
+        lens = torch.tensor([len(s) for s in seqs])
+        ids = torch.full((len(seqs), int(lens.max())), self._pad, dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, : len(seq)] = seq
+        return ids.to(self.device), lens.to(self.device)
+
+    def token_nll(self, vectors: Tensor, ids: Tensor, seq_lens: Tensor) -> Tensor:
+        """Mean teacher-forced token cross-entropy per row [N]; differentiable w.r.t. ``vectors``."""
+        from fairseq2.nn import BatchLayout
+
+        source = vectors.unsqueeze(1).to(self.dtype)
+        inputs, targets = ids[:, :-1], ids[:, 1:]
+        input_lens = seq_lens - 1
+        logits = self.decoder(
+            source,
+            BatchLayout.of(source),
+            inputs,
+            BatchLayout.of(inputs, seq_lens=input_lens.tolist()),
+        )
+        nll = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), targets, ignore_index=self._pad, reduction="none"
+        )
+        return nll.sum(dim=1) / input_lens.to(nll.dtype)
+
+
+def load_space(
+    backend: "Backend",
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    progress: Progress | None = None,
+) -> EmbeddingSpace:
+    """Load encoder, decoder and tokenizer by card name (mini or real SONAR)."""
+    report = progress or (lambda stage, fraction: None)
+    device = device or resolve_device(backend.device)
+    dtype = dtype or resolve_dtype(backend.dtype)
+    report("importing sonar", 0.05)
+    from fairseq2.data.tokenizers import load_tokenizer
+    from sonar.inference_pipelines.text import EmbeddingToTextModelPipeline, TextToEmbeddingModelPipeline
+
+    report(f"tokenizer {backend.tokenizer}", 0.3)
+    tokenizer = load_tokenizer(backend.tokenizer)
+    report(f"encoder {backend.encoder}", 0.4)
+    encoder = TextToEmbeddingModelPipeline(encoder=backend.encoder, tokenizer=tokenizer, device=device, dtype=dtype)
+    report(f"decoder {backend.decoder}", 0.7)
+    decoder = EmbeddingToTextModelPipeline(decoder=backend.decoder, tokenizer=tokenizer, device=device, dtype=dtype)
+    report("models loaded", 1.0)
+    return EmbeddingSpace(encoder, decoder, tokenizer, device, dtype)

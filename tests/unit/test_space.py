@@ -1,0 +1,78 @@
+"""The embedding space over real fairseq2 cards (tiny random-init models)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.space import load_space
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def space(tiny_backend):
+    return load_space(tiny_backend)
+
+
+def test_encode_gives_one_plain_vector_per_sentence(space):
+    vectors = space.encode(["I like cheese.", "There was a boy named Tom.", "I like cheese."])
+    assert vectors.shape == (3, space.dim)
+    assert not vectors.is_inference()  # usable in autograd
+    torch.testing.assert_close(vectors[0], vectors[2])
+    assert not torch.allclose(vectors[0], vectors[1])
+
+
+def test_batched_decode_equals_one_by_one(space):
+    vectors = space.encode(["I like cheese.", "She loved to play outside with her toys."])
+    vectors = vectors + 0.3 * torch.randn(vectors.shape, generator=torch.Generator().manual_seed(0))
+    together = space.decode(vectors, max_len=16)
+    alone = [space.decode(v[None], max_len=16)[0] for v in vectors]
+    assert together == alone
+    assert all(isinstance(text, str) for text in together)
+
+
+def test_token_nll_reaches_the_input_vector(space):
+    ids, lens = space.tokenize_targets(["She loved to play outside with her toys.", "I like cheese."])
+    assert lens.tolist()[0] > lens.tolist()[1]
+    z = space.encode(["I like cheese.", "I like cheese."]).requires_grad_(True)
+    nll = space.token_nll(z, ids, lens)
+    assert nll.shape == (2,) and torch.isfinite(nll).all()
+    nll.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    assert all(p.grad is None for p in space.decoder.parameters())
+
+
+def test_token_nll_of_a_row_ignores_padding(space):
+    ids, lens = space.tokenize_targets(["I like cheese.", "She loved to play outside with her toys."])
+    z = space.encode(["There was a boy named Tom.", "There was a boy named Tom."])
+    both = space.token_nll(z, ids, lens)
+    alone_ids, alone_lens = space.tokenize_targets(["I like cheese."])
+    alone = space.token_nll(z[:1], alone_ids, alone_lens)
+    torch.testing.assert_close(both[0], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_real_card_names_resolve_through_user_overlays(tmp_path):
+    """`text_sonar_basic_encoder@user` cards make the real names load local files."""
+    overlay = tmp_path / "overlay"
+    script = (
+        "from engine.tiny import write_tiny_space;"
+        f"write_tiny_space({str(overlay)!r}, encoder_name='text_sonar_basic_encoder@user',"
+        " decoder_name='text_sonar_basic_decoder@user')"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, capture_output=True)
+    check = (
+        "from engine.spec import Backend; from engine.space import load_space;"
+        "s = load_space(Backend(kind='sonar', encoder='text_sonar_basic_encoder',"
+        " decoder='text_sonar_basic_decoder', tokenizer='text_sonar_basic_encoder', device='cpu'));"
+        "print(s.dim, len(s.decode(s.encode(['I like cheese.']), max_len=8)))"
+    )
+    env = {**os.environ, "FAIRSEQ2_USER_ASSET_DIR": str(overlay)}
+    out = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["32", "1"]
