@@ -13,50 +13,36 @@ sentence-vector predictor never reads, so they are skipped rather than loaded.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-CONFIG_FILE = "config.json"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-BEGIN_TEXT = "Begin of text."  # the sentence SONAR-LLM puts first when add_begin is set
+from engine.predictor_dir import (
+    BEGIN_TEXT,
+    CONFIG_FILE,
+    WEIGHT_FILES,
+    PredictorConfig,
+    PredictorError,
+    is_predictor_dir,
+    predictor_dir_problem,
+    weights_file,
+)
+
+__all__ = [
+    "BEGIN_TEXT",
+    "CONFIG_FILE",
+    "WEIGHT_FILES",
+    "PredictorConfig",
+    "PredictorError",
+    "SonarLLMPredictor",
+    "is_predictor_dir",
+    "load_predictor",
+    "save_predictor",
+]
+
 # Keys of the full causal-LM checkpoint that a vector predictor has no use for.
 _UNUSED_PREFIXES = ("llama_model.lm_head.", "llama_model.model.embed_tokens.")
-
-
-class PredictorError(Exception):
-    """A directory that is not a loadable SONAR-LLM checkpoint."""
-
-
-@dataclass(frozen=True)
-class PredictorConfig:
-    llama_config: dict[str, Any]
-    embed_dim: int
-    add_begin: bool = False
-
-    @classmethod
-    def read(cls, directory: Path) -> "PredictorConfig":
-        path = directory / CONFIG_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise PredictorError(f"{directory}: not a SONAR-LLM directory (no {CONFIG_FILE})") from None
-        except json.JSONDecodeError as err:
-            raise PredictorError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
-        if not isinstance(raw, dict) or not isinstance(raw.get("llama_config"), dict):
-            raise PredictorError(f"{path}: missing 'llama_config' object")
-        embed_dim = raw.get("embed_dim", 1024)
-        if not isinstance(embed_dim, int) or embed_dim < 1:
-            raise PredictorError(f"{path}: 'embed_dim' must be a positive integer")
-        return cls(dict(raw["llama_config"]), embed_dim, bool(raw.get("add_begin", False)))
-
-    def write(self, directory: Path) -> None:
-        data = {"llama_config": self.llama_config, "embed_dim": self.embed_dim, "add_begin": self.add_begin}
-        (directory / CONFIG_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 class Projector(nn.Module):
@@ -100,24 +86,17 @@ class SonarLLMPredictor(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith(_UNUSED_PREFIXES)}
 
 
-def is_predictor_dir(path: str | Path) -> bool:
-    path = Path(path)
-    return (path / CONFIG_FILE).is_file() and any((path / f).is_file() for f in WEIGHT_FILES)
-
-
 def _read_weights(directory: Path) -> dict[str, Tensor]:
-    for name in WEIGHT_FILES:
-        path = directory / name
-        if not path.is_file():
-            continue
-        if name.endswith(".safetensors"):
-            from safetensors.torch import load_file
+    path = weights_file(directory)
+    if path is None:
+        raise PredictorError(f"{directory}: not a SONAR-LLM directory (no {' or '.join(WEIGHT_FILES)})")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        # SONAR-LLM training scripts save {"model_state_dict": ...}.
-        return state.get("model_state_dict", state) if isinstance(state, dict) else state
-    raise PredictorError(f"{directory}: not a SONAR-LLM directory (no {' or '.join(WEIGHT_FILES)})")
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # SONAR-LLM training scripts save {"model_state_dict": ...}.
+    return state.get("model_state_dict", state) if isinstance(state, dict) else state
 
 
 def load_predictor(
@@ -125,8 +104,9 @@ def load_predictor(
 ) -> SonarLLMPredictor:
     """Load a SONAR-LLM checkpoint directory, frozen and in eval mode."""
     directory = Path(path)
-    if not directory.is_dir():
-        raise PredictorError(f"{directory}: predictor directory does not exist")
+    problem = predictor_dir_problem(directory)
+    if problem:
+        raise PredictorError(f"{directory}: {problem}")
     config = PredictorConfig.read(directory)
     state = {k: v for k, v in _read_weights(directory).items() if not k.startswith(_UNUSED_PREFIXES)}
     try:
