@@ -79,7 +79,10 @@ class SonarLLMPredictor(nn.Module):
         self.reverse_proj = Projector(hidden, config.embed_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.llama_model.model(inputs_embeds=self.forward_proj(x), use_cache=False)
+        # An explicit all-ones mask: without one, transformers 4.57 suspects packed sequences and builds
+        # the causal mask with vmap (~8 ms a call, 7x the forward of a small model); with it, SDPA's is_causal.
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        out = self.llama_model.model(inputs_embeds=self.forward_proj(x), attention_mask=mask, use_cache=False)
         return self.reverse_proj(out.last_hidden_state)
 
     def state_dict_for_save(self) -> dict[str, Tensor]:

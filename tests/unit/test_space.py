@@ -76,3 +76,11 @@ def test_real_card_names_resolve_through_user_overlays(tmp_path):
     out = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["32", "1"]
+
+
+def test_greedy_decode_matches_a_width_one_beam_search(space):
+    vectors = space.encode(["I like cheese.", "There was a boy named Tom.", "Begin of text."])
+    vectors = vectors + 0.2 * torch.randn(vectors.shape, generator=torch.Generator().manual_seed(1))
+    beam = space.decoder_pipeline.predict(vectors, target_lang="eng_Latn", batch_size=3, beam_size=1, max_seq_len=16)
+    assert space.decode(vectors, beam_size=1, max_len=16) == beam
+    assert len(space.decode(vectors, beam_size=2, max_len=16)) == 3

@@ -1,0 +1,123 @@
+"""Losses and metrics over a batch of predictions.
+
+Shapes: ``preds`` is [B, T, D] (the prediction of each scored target, for each
+row of the batch), ``targets`` is [T, D] (the real embeddings of the target
+sentences). Every loss is per row ([B]) so a batch can be summed for one
+backward pass while each row's gradient stays exactly what it would be alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+from engine.spec import OBJECTIVES, Objective
+
+
+# Rows per model call. Matrix kernels pick their blocking (and so their rounding) by shape: a row
+# computed among 7 others can differ in the last bit from the same row alone, and the optimisation
+# (Adam's normalised steps near a plateau) grows that bit into visible differences within ~30 steps.
+# Every model call therefore sees exactly this many rows (the last chunk padded), so a row's numbers
+# never depend on which other experiments share its batch.
+ROWS_PER_CALL = 8
+
+
+def rowwise(fn: Callable[[Tensor], Tensor], x: Tensor, rows: int = ROWS_PER_CALL) -> Tensor:
+    """``fn`` over x [N, ...] in calls of exactly ``rows`` rows; padding rows are detached copies of row 0."""
+    n = x.shape[0]
+    pad = (-n) % rows
+    if pad:
+        x = torch.cat([x, x[:1].detach().expand(pad, *x.shape[1:])])
+    return torch.cat([fn(chunk) for chunk in x.split(rows)])[:n]
+
+
+class TokenScorer(Protocol):
+    """The part of the embedding space a ``decoder_ce`` term needs."""
+
+    def token_nll(self, vectors: Tensor, ids: Tensor, seq_lens: Tensor) -> Tensor: ...
+
+
+def cosine_sims(preds: Tensor, targets: Tensor) -> Tensor:
+    """[B, T] cosine similarity of each prediction with its target (the metric reported everywhere)."""
+    return torch.nn.functional.cosine_similarity(preds, targets.unsqueeze(0), dim=-1)
+
+
+def mse(preds: Tensor, targets: Tensor) -> Tensor:
+    """[B, T] mean squared error per target, averaged over dimensions."""
+    return (preds - targets.unsqueeze(0)).pow(2).mean(dim=-1)
+
+
+@dataclass(frozen=True)
+class TargetTokens:
+    """Target sentences tokenised once for the ``decoder_ce`` term."""
+
+    ids: Tensor  # [T, L]
+    seq_lens: Tensor  # [T]
+
+
+def decoder_ce(scorer: TokenScorer, preds: Tensor, tokens: TargetTokens) -> Tensor:
+    """[B, T] mean token cross-entropy of the decoder reading each prediction against its target's tokens."""
+    _, t, d = preds.shape
+    ids = tokens.ids.repeat(ROWS_PER_CALL, 1)
+    lens = tokens.seq_lens.repeat(ROWS_PER_CALL)
+
+    def score(chunk: Tensor) -> Tensor:
+        return scorer.token_nll(chunk.reshape(-1, d), ids, lens).reshape(-1, t)
+
+    return rowwise(score, preds)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Per-row term weights of a batch, with what the loss needs to know decided once on the host."""
+
+    matrix: Tensor  # [B, K], K = len(OBJECTIVES); 0 where a row does not use a term
+    used: tuple[bool, ...]  # per term: does any row weight it
+    ce_rows: Tensor  # indices of the rows that weight decoder_ce
+
+    @classmethod
+    def of(cls, objectives: Sequence[Objective], device: torch.device) -> "Weights":
+        rows = [[float(dict(o.weights).get(name, 0.0)) for name in OBJECTIVES] for o in objectives]
+        used = tuple(any(row[k] != 0.0 for row in rows) for k in range(len(OBJECTIVES)))
+        ce = OBJECTIVES.index("decoder_ce")
+        ce_rows = [i for i, row in enumerate(rows) if row[ce] != 0.0]
+        return cls(
+            torch.tensor(rows, dtype=torch.float32, device=device).reshape(len(rows), len(OBJECTIVES)),
+            used,
+            torch.tensor(ce_rows, dtype=torch.long, device=device),
+        )
+
+
+def objective_loss(
+    preds: Tensor,
+    targets: Tensor,
+    weights: Weights,
+    *,
+    sims: Tensor | None = None,
+    scorer: TokenScorer | None = None,
+    tokens: TargetTokens | None = None,
+) -> Tensor:
+    """[B] loss per row: sum over terms of weight * term, each term averaged over targets.
+
+    Terms nobody in the batch uses are not computed; ``decoder_ce`` (a decoder
+    pass per target) runs only on the rows that weight it.
+    """
+    if sims is None:
+        sims = cosine_sims(preds, targets)
+    w = {name: weights.matrix[:, k] for k, name in enumerate(OBJECTIVES)}
+    used = dict(zip(OBJECTIVES, weights.used))
+    loss = torch.zeros(preds.shape[0], dtype=torch.float32, device=preds.device)
+    if used["cosine"]:
+        loss = loss - w["cosine"] * sims.float().mean(dim=1)
+    if used["mse"]:
+        loss = loss + w["mse"] * mse(preds, targets).float().mean(dim=1)
+    if used["decoder_ce"]:
+        if scorer is None or tokens is None:
+            raise ValueError("decoder_ce needs the embedding space and the target tokens")
+        rows = weights.ce_rows
+        ce = decoder_ce(scorer, preds[rows], tokens).float().mean(dim=1)
+        loss = loss.index_add(0, rows, w["decoder_ce"][rows] * ce)
+    return loss

@@ -1,0 +1,300 @@
+"""The queue: loads the backend, groups pending experiments into batches, runs
+them through :func:`engine.optimize.optimize_batch`, and answers the controls
+(stop, pause, skip, live reload) between optimiser steps.
+
+A batch is the first pending experiment plus every later pending one on the
+same story (the backend is the spec's), at most :data:`MAX_BATCH` rows.
+
+``norm = "reference"`` projects onto the mean L2 norm of real embeddings: the
+story's sentences plus, on the mini backend, a fixed sample of the mini corpus
+(:data:`CORPUS_SAMPLE` training sentences). Real SONAR ships no corpus, so
+there it is the story alone; give a number (0.207 for TinyStories) to pin it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from engine import events as ev
+from engine.spec import Backend, Experiment, Spec
+
+MAX_BATCH = 32
+CORPUS_SAMPLE = 256  # real sentences whose mean norm, with the story's, is the "reference" norm (mini backend)
+Progress = Callable[[str, float], None]
+# Statuses a result from an earlier run keeps on resume (as engine.store does); anything else runs again.
+FINISHED = (ev.DONE, ev.FAILED)
+
+
+@dataclass(frozen=True)
+class Models:
+    """A loaded backend: embedding space, predictor and the norms of a real-sentence sample."""
+
+    backend: Backend
+    space: Any  # engine.space.EmbeddingSpace
+    predictor: Any  # engine.predictors.SonarLLMPredictor
+    corpus_norms: Any  # Tensor [N] (N may be 0): L2 norms of real sentence embeddings beyond the story
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # done | failed | interrupted
+    experiments: tuple[dict[str, Any], ...]  # result rows in queue order (pending ones included)
+    best: str | None
+
+
+_models: dict[Backend, Models] = {}
+_models_lock = threading.Lock()
+
+
+def _corpus_sentences(backend: Backend) -> list[str]:
+    """A fixed sample of the mini corpus (what the mini models were trained on); none for real SONAR."""
+    if backend.kind != "mini":
+        return []
+    try:
+        from engine.mini.corpus import DEFAULT_SEED, generate_corpus
+    except ImportError:
+        return []
+    return generate_corpus(DEFAULT_SEED, 64).train_sentences()[:CORPUS_SAMPLE]
+
+
+def _predictor_dir(backend: Backend) -> str:
+    if backend.predictor is not None:
+        return backend.predictor
+    from engine.mini import PREDICTOR_DIR
+
+    return str(PREDICTOR_DIR)
+
+
+def load_models(backend: Backend, progress: Progress | None = None) -> Models:
+    """Load (once per process and backend config) the space and predictor a spec's backend names."""
+    with _models_lock:
+        if backend in _models:
+            return _models[backend]
+        import torch
+
+        from engine.predictors import load_predictor
+        from engine.space import load_space, resolve_device, resolve_dtype
+
+        report = progress or (lambda stage, fraction: None)
+        start = time.perf_counter()
+        device, dtype = resolve_device(backend.device), resolve_dtype(backend.dtype)
+        space = load_space(backend, device=device, dtype=dtype, progress=lambda s, f: report(s, 0.8 * f))
+        report("predictor", 0.85)
+        directory = _predictor_dir(backend)
+        predictor = load_predictor(directory, device=device, dtype=dtype)
+        predictor.requires_grad_(False)
+        if predictor.config.embed_dim != space.dim:
+            raise ValueError(
+                f"{directory}: predictor embed_dim is {predictor.config.embed_dim}"
+                f" but {backend.encoder} makes {space.dim}-d vectors"
+            )
+        report("reference norms", 0.95)
+        sentences = _corpus_sentences(backend)
+        norms = space.encode(sentences).float().norm(dim=1) if sentences else torch.zeros(0, device=device)
+        models = Models(backend, space, predictor, norms, time.perf_counter() - start)
+        _models[backend] = models
+        report("ready", 1.0)
+        return models
+
+
+class _Queue:
+    """Names in queue order, each with its experiment (from the current spec), status and result."""
+
+    def __init__(self, spec: Spec, completed: Mapping[str, dict[str, Any]]):
+        self.spec = spec
+        self.names = [e.name for e in spec.experiments]
+        self.experiments: dict[str, Experiment] = {e.name: e for e in spec.experiments}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.status: dict[str, str] = {name: ev.PENDING for name in self.names}
+        for name in self.names:
+            result = completed.get(name)
+            if result is not None and result.get("status") in FINISHED:
+                self.results[name] = dict(result)
+                self.status[name] = result["status"]
+
+    def event(self) -> ev.QueueChanged:
+        return ev.QueueChanged(tuple(self.names), tuple(self.status[n] for n in self.names))
+
+    def next_batch(self) -> list[Experiment]:
+        pending = [self.experiments[n] for n in self.names if self.status[n] == ev.PENDING]
+        if not pending:
+            return []
+        story = pending[0].story
+        return [e for e in pending if e.story == story][:MAX_BATCH]
+
+    def reload(self, spec: Spec) -> None:
+        """Pending experiments follow the new spec; running and finished ones stay as they are."""
+        new = {e.name: e for e in spec.experiments}
+        self.names = [n for n in self.names if n in new or self.status[n] != ev.PENDING]
+        for name, experiment in new.items():
+            if name not in self.status:
+                self.names.append(name)
+                self.status[name] = ev.PENDING
+            if self.status[name] == ev.PENDING:
+                self.experiments[name] = experiment
+        self.spec = spec
+
+    def rows(self) -> tuple[dict[str, Any], ...]:
+        from engine.optimize import result_row
+
+        out = []
+        for name in self.names:
+            if name in self.results:
+                out.append(self.results[name])
+            else:
+                experiment = self.experiments[name]
+                out.append(result_row(experiment, self.spec.story_of(experiment), self.status[name]))
+        return tuple(out)
+
+    def best(self) -> str | None:
+        done = [r for r in self.rows() if r["status"] == ev.DONE and r.get("final_sim") is not None]
+        return max(done, key=lambda r: r["final_sim"])["name"] if done else None
+
+
+def run_queue(
+    spec: Spec,
+    emit: Callable[[ev.Event], None],
+    should_stop: Callable[[], bool],
+    *,
+    control: Any = None,
+    completed: Mapping[str, dict[str, Any]] | None = None,
+    models: Models | None = None,
+) -> RunResult:
+    """Run every pending experiment of ``spec``; see the module docstring and DESIGN.md."""
+    queue = _Queue(spec, completed or {})
+    emit(queue.event())
+    stopped = False
+    injected: dict[Backend, Models] = {spec.backend: models} if models is not None else {}
+    loaded: dict[Backend, Models] = {}
+
+    def stop_requested() -> bool:
+        return should_stop() or (control is not None and control.should_stop())
+
+    def reload() -> None:
+        new_spec = control.take_spec()
+        if new_spec is not None:
+            queue.reload(new_spec)
+            emit(queue.event())
+
+    def between_steps(running: bool) -> str | None:
+        """Pause, live reload, stop and skip: the engine's only contact with its controller."""
+        if control is not None:
+            reload()
+            if control.paused and not stop_requested():
+                emit(ev.Paused(True))
+                while not control.wait_while_paused(0.1) and not stop_requested():
+                    reload()  # edits made while paused show in the queue at once
+                emit(ev.Paused(False))
+                reload()
+        if stop_requested():
+            return "stop"
+        if running and control is not None and control.take_skip():
+            return "skip"
+        return None
+
+    while True:
+        command = between_steps(running=False)
+        batch = queue.next_batch()
+        if not batch:
+            break
+        if command == "stop":
+            stopped = True
+            break
+        backend = queue.spec.backend
+        story = queue.spec.story_of(batch[0])
+        try:
+            current = loaded.get(backend) or _ready(backend, injected.get(backend), queue.spec, emit)
+        except Exception as err:  # the backend cannot load: nothing pending can run
+            error = f"{type(err).__name__}: {err}".splitlines()[0]
+            emit(ev.BackendFailed(error))
+            _fail_pending(queue, error, emit)
+            break
+        loaded[backend] = current
+        if stop_requested():
+            stopped = True
+            break
+
+        for experiment in batch:
+            queue.status[experiment.name] = ev.RUNNING
+        emit(queue.event())
+        outcome: list[str] = []
+
+        def on_finished(result: dict[str, Any]) -> None:
+            name = result["name"]
+            queue.results[name], queue.status[name] = result, result["status"]
+            # A copy: consumers may take keys out (the store moves z to the embeddings file).
+            emit(ev.ExperimentFinished(name, result["status"], dict(result)))
+            emit(queue.event())
+
+        def poll() -> str | None:
+            command = between_steps(running=True)
+            if command:
+                outcome.append(command)
+            return command
+
+        from engine.optimize import optimize_batch
+
+        optimize_batch(
+            batch,
+            story,
+            current.space,
+            current.predictor,
+            emit=emit,
+            on_finished=on_finished,
+            poll=poll,
+            corpus_norms=current.corpus_norms,
+        )
+        if "stop" in outcome:
+            stopped = True
+            break
+
+    rows = queue.rows()
+    if stopped:
+        status = ev.INTERRUPTED
+    elif any(r["status"] == ev.FAILED for r in rows):
+        status = ev.FAILED
+    else:
+        status = ev.DONE
+    best = queue.best()
+    emit(ev.RunFinished(status=status, run_dir="", best=best))
+    return RunResult(status, rows, best)
+
+
+def _ready(backend: Backend, models: Models | None, spec: Spec, emit: Callable[[ev.Event], None]) -> Models:
+    """Load the backend (or take the injected one) and announce it."""
+    import torch
+
+    if models is None:
+        emit(ev.BackendLoading("loading models", 0.0))
+        models = load_models(backend, progress=lambda stage, fraction: emit(ev.BackendLoading(stage, fraction)))
+    # The announced reference norm: corpus sample plus every story of the spec (each batch uses its own story's).
+    sentences = [s for story in spec.stories.values() for s in story.sentences]
+    norms = models.space.encode(sentences).float().norm(dim=1) if sentences else torch.zeros(0)
+    reference = torch.cat([models.corpus_norms.float().cpu(), norms.cpu()])
+    emit(
+        ev.BackendReady(
+            backend=backend.kind,
+            device=str(models.space.device),
+            dim=int(models.space.dim),
+            reference_norm=float(reference.mean()) if reference.numel() else 0.0,
+            seconds=round(models.seconds, 3),
+        )
+    )
+    return models
+
+
+def _fail_pending(queue: _Queue, error: str, emit: Callable[[ev.Event], None]) -> None:
+    from engine.optimize import result_row
+
+    for name in queue.names:
+        if queue.status[name] == ev.PENDING:
+            experiment = queue.experiments[name]
+            row = result_row(experiment, queue.spec.story_of(experiment), ev.FAILED)
+            row["error"] = error
+            queue.results[name], queue.status[name] = row, ev.FAILED
+            emit(ev.ExperimentFinished(name, ev.FAILED, row))
+    emit(queue.event())
