@@ -1,0 +1,197 @@
+"""The ``embopt-tui`` command: argument parsing, exit codes, dispatch.
+
+Start-up stays light: nothing here imports torch, fairseq2, sonar, textual or
+rich at module level, so ``--help``, ``--version``, ``--check`` and ``report``
+answer at once; the engine loads when a run starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from enum import IntEnum
+from pathlib import Path
+from typing import Sequence
+
+from embopt_tui import __version__
+
+DEFAULT_CONFIG = "experiments.toml"
+DEFAULT_RUNS_DIR = "runs"
+PROG = "embopt-tui"
+
+
+class ExitCode(IntEnum):
+    OK = 0  # every experiment done
+    FAILED = 1  # some experiment failed (the others finished)
+    USAGE = 2  # bad arguments, config or run directory
+    INTERRUPTED = 130  # stopped by a signal; --resume continues it
+
+
+STATUS_EXIT = {"done": ExitCode.OK, "failed": ExitCode.FAILED, "interrupted": ExitCode.INTERRUPTED}
+
+EPILOG = f"""\
+commands:
+  {PROG} report RUN_DIR... [--format table|markdown|csv|json]
+                        print the results of one or more runs side by side
+
+exit codes: 0 all experiments done, 1 some failed, 2 usage or config error, 130 interrupted.
+environment: EMBOPT_THREADS=N limits torch to N CPU threads (1 is fastest on small shared machines).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Optimise sentence embeddings in SONAR space: a queue of experiments, watched live or run headless.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", nargs="?", metavar="CONFIG", help=f"experiments file (default: ./{DEFAULT_CONFIG})")
+    parser.add_argument("--no-ui", action="store_true", help="run headless: progress lines, then the results table")
+    parser.add_argument(
+        "--runs-dir",
+        metavar="DIR",
+        default=DEFAULT_RUNS_DIR,
+        help=f"where run directories are created (default: ./{DEFAULT_RUNS_DIR})",
+    )
+    parser.add_argument("--check", action="store_true", help="validate CONFIG and exit")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted or killed run in its own directory"
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def build_report_parser() -> argparse.ArgumentParser:
+    from engine.report import FORMATS
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} report", description="Print the results of one or more runs (several: side by side)."
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    return parser
+
+
+def error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list[:1] == ["report"]:
+            return report_command(args_list[1:])
+        return run_command(build_parser(), args_list)
+    except KeyboardInterrupt:  # Ctrl+C before the run's own handlers are in place
+        return ExitCode.INTERRUPTED
+
+
+def report_command(argv: list[str]) -> int:
+    from engine.report import ReportError, load_run, render
+
+    args = build_report_parser().parse_args(argv)
+    try:
+        runs = [load_run(d) for d in args.run_dirs]
+    except ReportError as err:
+        error(str(err))
+        return ExitCode.USAGE
+    try:
+        sys.stdout.write(render(runs, args.format))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `report ... | head`
+        _silence_stdout()
+    return ExitCode.OK
+
+
+def _silence_stdout() -> None:
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    args = parser.parse_args(argv)
+    if args.resume and args.config:
+        parser.error("--resume takes the config from the run directory; drop CONFIG")
+    if args.resume and args.check:
+        parser.error("--check validates a CONFIG; it does not combine with --resume")
+    from engine.session import threads_from_env
+
+    try:
+        threads_from_env()
+    except ValueError as err:
+        error(str(err))
+        return ExitCode.USAGE
+    config = Path(args.config or DEFAULT_CONFIG)
+    if args.check:
+        return check(config)
+    if args.no_ui:
+        return headless(config, args.runs_dir, args.resume)
+    return dashboard(config, args.runs_dir, args.resume)
+
+
+def check(config: Path) -> int:
+    from engine.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(config)
+    except SpecError as err:
+        print(str(err), file=sys.stderr)
+        return ExitCode.USAGE
+    n, s = len(spec.experiments), len(spec.stories)
+    print(
+        f"ok: {n} experiment{'s' * (n != 1)}, {s} stor{'ies' if s != 1 else 'y'}, "
+        f"backend {spec.backend.kind} on {spec.backend.device} ({config})"
+    )
+    return ExitCode.OK
+
+
+def _prepare(config: Path, runs_dir: str, resume: str | None):
+    """The Session to run, or None after printing the one-line reason."""
+    from engine.session import Session
+    from engine.spec import SpecError
+    from engine.store import StoreError
+
+    try:
+        return Session.resume(resume) if resume else Session.start(config, runs_dir)
+    except SpecError as err:
+        print(str(err), file=sys.stderr)
+    except StoreError as err:
+        error(str(err))
+    return None
+
+
+def headless(config: Path, runs_dir: str, resume: str | None) -> int:
+    session = _prepare(config, runs_dir, resume)
+    if session is None:
+        return ExitCode.USAGE
+    from embopt_tui.headless import run_headless
+
+    status = run_headless(session)
+    return STATUS_EXIT.get(status, ExitCode.FAILED)
+
+
+def dashboard(config: Path, runs_dir: str, resume: str | None) -> int:
+    from engine.spec import SpecError
+    from engine.store import StoreError
+
+    from embopt_tui.app import make_app  # textual loads only for the dashboard
+
+    # make_app validates and creates the run directory before anything is drawn.
+    try:
+        app = make_app(None if resume else config, runs_dir=Path(runs_dir), resume=Path(resume) if resume else None)
+    except SpecError as err:
+        print(str(err), file=sys.stderr)
+        return ExitCode.USAGE
+    except StoreError as err:
+        error(str(err))
+        return ExitCode.USAGE
+    app.run()
+    code = app.return_code
+    return ExitCode.OK if code is None else int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

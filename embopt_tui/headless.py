@@ -1,0 +1,261 @@
+"""``--no-ui``: run a session with progress on stdout, then the results table.
+
+On a terminal, Rich progress bars per experiment (similarity, steps/s, ETA);
+otherwise (nohup, a pipe, a log file) plain timestamped lines, at most one
+progress line every few seconds plus one per finished experiment.
+
+The engine runs in a worker thread so the main thread is always free to take
+signals: SIGINT, SIGTERM and SIGHUP ask the engine to stop between steps (the
+current experiment is saved as interrupted); a second one forces the exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable, TextIO
+
+from engine import events as ev
+from engine import report
+from engine.session import Session
+
+PROGRESS_EVERY = 5.0  # seconds between plain progress lines
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def run_headless(session: Session, out: TextIO | None = None) -> str:
+    """Run to the end; returns the run's final status (done, failed, interrupted)."""
+    out = out or sys.stdout
+    view: PlainView | RichView = RichView(out) if out.isatty() else PlainView(out)
+    session.subscribe(view.on_event)
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = session.run()
+        except BaseException as err:  # reported below, in the main thread
+            outcome["error"] = err
+            outcome["trace"] = traceback.format_exc()
+
+    restore = install_stop_signals(session, view.say)
+    try:  # the handlers stay until the table is out: a late Ctrl+C still means "exit 130 now"
+        worker = threading.Thread(target=work, name="engine", daemon=True)
+        try:
+            worker.start()
+            while worker.is_alive():
+                worker.join(0.2)  # short waits: signal handlers run between them
+        finally:
+            _quietly(view.close)
+        results = session.store.results()
+        status = str(results["status"])
+        if "error" in outcome:
+            _quietly(lambda: print(outcome["trace"].rstrip(), file=sys.stderr))
+            status = ev.FAILED if status == "running" else status
+        _quietly(lambda: view.final(report.Run(str(session.run_dir), results)))
+        return status
+    finally:
+        restore()
+
+
+def install_stop_signals(session: Session, say: Callable[[str], None]) -> Callable[[], None]:
+    """First signal: stop between steps. Second: flush what can be flushed and exit 130 now."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if session.control.request_stop() == 1:
+            name = signal.Signals(signum).name
+            _quietly(lambda: say(f"{name}: stopping after the current step (saved as interrupted); again to force exit"))
+            return
+        session.store.emergency_flush(timeout=1.0)
+        os._exit(130)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
+
+
+def _quietly(write: Callable[[], None]) -> None:
+    """Output after SIGHUP (SSH dropped) or into a closed pipe fails: the run directory is what counts."""
+    try:
+        write()
+    except OSError:
+        pass
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def _eta(steps: list[ev.Step]) -> str:
+    """Time until the slowest of the running experiments finishes."""
+    left = [(s.total - s.step) / s.steps_per_s for s in steps if s.steps_per_s > 0]
+    if not left:
+        return "-"
+    seconds = int(max(left))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def finished_line(event: ev.ExperimentFinished) -> str:
+    r = event.result
+    if event.status == ev.DONE:
+        text = (
+            f"done {event.name}: sim {_f(r.get('init_sim'))} -> {_f(r.get('final_sim'))} "
+            f"({_f(r.get('improvement'), signed=True)}), oracle {_f(r.get('oracle_sim'))}, "
+            f"round-trip {_f(r.get('roundtrip_sim'))}"
+        )
+    elif event.status == ev.FAILED:
+        text = f"failed {event.name}: {r.get('error') or 'unknown error'}"
+    else:
+        text = f"{event.status} {event.name} at step {r.get('steps_done', '?')}/{r.get('steps', '?')}"
+    seconds = r.get("seconds")
+    return text + (f" in {seconds:.1f}s" if isinstance(seconds, (int, float)) else "")
+
+
+def _f(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+class PlainView:
+    """Timestamped lines for logs and pipes; progress throttled to one line per PROGRESS_EVERY."""
+
+    def __init__(self, out: TextIO, every: float = PROGRESS_EVERY) -> None:
+        self.out = out
+        self.every = every
+        self._last = 0.0
+        self._steps: dict[str, ev.Step] = {}
+        self._lock = threading.Lock()
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            print(f"[{_clock()}] {text}", file=self.out, flush=True)
+
+    def on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            what = "resuming" if event.resumed else "run"
+            self.say(f"{what} {event.run_dir} ({len(event.experiments)} experiments)")
+        elif isinstance(event, ev.BackendLoading):
+            stage = "" if event.stage == "loading models" else f": {event.stage}"
+            self._throttled(f"loading models{stage} ({event.fraction:.0%})")
+        elif isinstance(event, ev.BackendReady):
+            self.say(f"backend {event.backend} on {event.device} (dim {event.dim}) ready in {event.seconds:.1f}s")
+        elif isinstance(event, ev.BackendFailed):
+            self.say(f"backend failed: {event.error}")
+        elif isinstance(event, ev.ExperimentStarted):
+            if not event.batch or event.name == event.batch[0]:
+                self.say(f"running {', '.join(event.batch or (event.name,))}")
+        elif isinstance(event, ev.Step):
+            self._steps[event.name] = event
+            steps = list(self._steps.values())
+            rate = max(s.steps_per_s for s in steps)
+            parts = "; ".join(f"{s.name} {s.step}/{s.total} sim {s.sim:.3f}" for s in steps)
+            self._throttled(f"{rate:.1f} steps/s, ETA {_eta(steps)} | {parts}")
+        elif isinstance(event, ev.ExperimentFinished):
+            self._steps.pop(event.name, None)
+            self.say(finished_line(event))
+        elif isinstance(event, ev.ConfigRejected):
+            self.say(f"config change ignored: {event.error}")
+        elif isinstance(event, ev.RunFinished):
+            self.say(f"run {event.status}: {event.run_dir}")
+
+    def _throttled(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self.say(text)
+
+    def close(self) -> None:
+        pass
+
+    def final(self, run: report.Run) -> None:
+        self.out.write("\n" + report.format_table([run]))
+        self.out.write(f"run directory: {run.path}\n")
+        self.out.flush()
+
+
+class RichView:
+    """Progress bars on a terminal; the Rich import waits until a run needs it."""
+
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(file=out)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("sim {task.fields[sim]}"),
+            TextColumn("{task.fields[rate]} steps/s"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._loading: Any = None
+        self.progress.start()
+
+    def say(self, text: str) -> None:
+        self.progress.console.print(f"[dim]{_clock()}[/] {text}", markup=True, highlight=False)
+
+    def _task(self, name: str, total: int) -> Any:
+        if name not in self._tasks:
+            self._tasks[name] = self.progress.add_task(name, total=total, sim="-", rate="-")
+        return self._tasks[name]
+
+    def on_event(self, event: ev.Event) -> None:
+        p = self.progress
+        if isinstance(event, ev.RunStarted):
+            what = "resuming" if event.resumed else "run"
+            self.say(f"{what} {event.run_dir} ({len(event.experiments)} experiments)")
+        elif isinstance(event, ev.BackendLoading):
+            if self._loading is None:
+                self._loading = p.add_task("loading models", total=1.0, sim="-", rate="-")
+            p.update(self._loading, completed=event.fraction, description=f"loading: {event.stage}")
+        elif isinstance(event, (ev.BackendReady, ev.BackendFailed)):
+            if self._loading is not None:
+                p.remove_task(self._loading)
+                self._loading = None
+            if isinstance(event, ev.BackendReady):
+                self.say(f"backend {event.backend} on {event.device} (dim {event.dim}) ready in {event.seconds:.1f}s")
+            else:
+                self.say(f"[red]backend failed:[/] {event.error}")
+        elif isinstance(event, ev.ExperimentStarted):
+            self._task(event.name, event.steps)
+        elif isinstance(event, ev.Step):
+            task = self._task(event.name, event.total)
+            p.update(task, completed=event.step, total=event.total, sim=f"{event.sim:.3f}", rate=f"{event.steps_per_s:.1f}")
+        elif isinstance(event, ev.ExperimentFinished):
+            if event.name in self._tasks:
+                mark = {"done": "[green]✓[/]", "failed": "[red]✗[/]"}.get(event.status, "[yellow]■[/]")
+                p.update(self._tasks[event.name], description=f"{mark} {event.name}")
+            self.say(finished_line(event))
+        elif isinstance(event, ev.ConfigRejected):
+            self.say(f"[yellow]config change ignored:[/] {event.error}")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+    def final(self, run: report.Run) -> None:
+        # The plain table, cropped at the terminal's width rather than squeezed: its columns stay
+        # aligned and only the tail (decoded z) is cut; results.md holds every character.
+        self.console.print(f"results ({run.data.get('status')})", style="bold", highlight=False)
+        for line in report.format_table([run]).splitlines():
+            if line.startswith(("Best:", f"{run.label}: Best:")):
+                continue
+            self.console.print(
+                line, style="bold" if line.startswith("* ") else None, no_wrap=True, overflow="ellipsis",
+                crop=True, highlight=False, markup=False,
+            )  # fmt: skip
+        line = report.best_line(run, markdown=False)
+        if line:
+            self.console.print(line, highlight=False)
+        self.console.print(f"run directory: {run.path}", highlight=False)

@@ -1,0 +1,273 @@
+"""Results of one or more runs as a table, Markdown, CSV or JSON.
+
+One module for every place results are shown or exported: ``results.md`` and
+``results.csv`` in the run directory, ``embopt-tui report``, the headless final
+table and the dashboard's export key. Pure text: no rich, no torch.
+
+Several runs side by side get a leading ``Run`` column (``run`` in CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+FORMATS = ("table", "markdown", "csv", "json")
+RESULTS_FILE = "results.json"
+
+# Field order of a results row; ``z`` lives in the embeddings file instead.
+FIELDS = (
+    "name", "init_text", "story", "lr", "steps", "steps_done", "optimizer", "objective", "norm", "status",
+    "init_sim", "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim",
+    "decoded_z", "decoded_predictions", "targets", "exact_match", "seconds", "error", "trajectory",
+)  # fmt: skip
+# CSV holds every scalar field; the per-step trajectory stays in results.json.
+CSV_FIELDS = tuple(f for f in FIELDS if f != "trajectory") + ("best",)
+# The reference report's columns, then what this tool adds.
+COLUMNS = (
+    "Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement",
+    "Oracle", "Round-trip", "Decoded z",
+)  # fmt: skip
+_TABLE_WIDTHS = {"Status": 32, "Init Text": 28, "Decoded z": 40}  # plain table truncates long text here
+
+
+class ReportError(Exception):
+    """A run directory that holds no readable results: ``str(err)`` is one line."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run's ``results.json`` plus where it came from."""
+
+    path: str  # the run directory as given
+    data: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        return Path(self.path).name or self.path
+
+    @property
+    def experiments(self) -> list[dict[str, Any]]:
+        return list(self.data.get("experiments", []))
+
+    @property
+    def best(self) -> str | None:
+        return self.data.get("best")
+
+
+def load_run(run_dir: str | Path) -> Run:
+    path = Path(run_dir) / RESULTS_FILE
+    if not Path(run_dir).is_dir():
+        raise ReportError(f"{run_dir}: no such run directory")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such file (not a run directory?)") from None
+    except json.JSONDecodeError as err:
+        raise ReportError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except OSError as err:
+        raise ReportError(f"{path}: cannot read: {err.strerror}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("experiments"), list):
+        raise ReportError(f"{path}: not a results file (no 'experiments' list)")
+    return Run(str(run_dir), data)
+
+
+def best_name(experiments: Iterable[Mapping[str, Any]]) -> str | None:
+    """The finished experiment with the highest final similarity."""
+    best: tuple[float, str] | None = None
+    for row in experiments:
+        sim = row.get("final_sim")
+        if row.get("status") != "done" or not _is_number(sim) or math.isnan(sim):
+            continue
+        if best is None or sim > best[0]:
+            best = (float(sim), str(row["name"]))
+    return None if best is None else best[1]
+
+
+def render(runs: Sequence[Run], fmt: str) -> str:
+    if fmt == "table":
+        return format_table(runs)
+    if fmt == "markdown":
+        return format_markdown(runs)
+    if fmt == "csv":
+        return format_csv(runs)
+    if fmt == "json":
+        return format_json(runs)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+# --- cells ------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _num(value: Any, signed: bool = False) -> str:
+    if not _is_number(value):
+        return "-"
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " | ".join(_text(v) for v in value)
+    if isinstance(value, (dict,)):
+        return ",".join(f"{k}={v:g}" if _is_number(v) else f"{k}={v}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:g}"
+    return " ".join(str(value).split())  # newlines would break a table row
+
+
+def needs_status(runs: Sequence[Run]) -> bool:
+    """A Status column only when something did not finish: all-done tables match the reference."""
+    return any(row.get("status") != "done" for run in runs for row in run.experiments)
+
+
+def headers(runs: Sequence[Run]) -> list[str]:
+    cols = list(COLUMNS)
+    if needs_status(runs):  # after the reference's columns, so those always come first
+        cols.insert(cols.index("Decoded z"), "Status")
+    if len(runs) > 1:
+        cols.insert(0, "Run")
+    return cols
+
+
+def cells(run: Run, row: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
+    """One experiment as display strings, in ``columns`` order."""
+    values = {
+        "Run": run.label,
+        "Experiment": _text(row.get("name")),
+        "Status": _text(row.get("status")) + (f": {_text(row.get('error'))}" if row.get("error") else ""),
+        "Init Text": _text(row.get("init_text")),
+        "LR": _text(row.get("lr")),
+        "Steps": _text(row.get("steps")),
+        "Init Sim": _num(row.get("init_sim")),
+        "Final Sim": _num(row.get("final_sim")),
+        "Improvement": _num(row.get("improvement"), signed=True),
+        "Oracle": _num(row.get("oracle_sim")),
+        "Round-trip": _num(row.get("roundtrip_sim")),
+        "Decoded z": _text(row.get("decoded_z")),
+    }
+    return [values[c] for c in columns]
+
+
+def table_cells(run: Run, row: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
+    """:func:`cells` with long text clipped, for terminal tables."""
+    return [_clip(c, _TABLE_WIDTHS.get(col)) for c, col in zip(cells(run, row, columns), columns)]
+
+
+def best_line(run: Run, markdown: bool) -> str | None:
+    name = run.best
+    row = next((r for r in run.experiments if r.get("name") == name), None)
+    if row is None:
+        return None
+    shown = f"`{name}`" if markdown else name
+    lead = "**Best**" if markdown else "Best"
+    return (
+        f"{lead}: {shown} (lr={_text(row.get('lr'))}, steps={_text(row.get('steps'))}) "
+        f"achieved highest final similarity of {_num(row.get('final_sim'))}."
+    )
+
+
+# --- formats ----------------------------------------------------------------
+def format_table(runs: Sequence[Run]) -> str:
+    """Plain aligned text; the best row of each run starts with ``*``."""
+    columns = headers(runs)
+    body: list[list[str]] = []
+    marks: list[str] = []
+    for run in runs:
+        for row in run.experiments:
+            body.append(table_cells(run, row, columns))
+            marks.append("*" if row.get("name") == run.best else " ")
+    widths = [max([len(col)] + [len(r[i]) for r in body]) for i, col in enumerate(columns)]
+    right = {"LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip"}
+
+    def line(mark: str, values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if col in right else v.ljust(w) for v, w, col in zip(values, widths, columns)]
+        return f"{mark} " + "  ".join(parts).rstrip()
+
+    out = [line(" ", columns), line(" ", ["-" * w for w in widths])]
+    out += [line(m, r) for m, r in zip(marks, body)]
+    for run in runs:
+        best = best_line(run, markdown=False)
+        if best:
+            out.append(("" if len(runs) == 1 else f"{run.label}: ") + best)
+    return "\n".join(out) + "\n"
+
+
+def _clip(text: str, width: int | None) -> str:
+    if width is None or len(text) <= width:
+        return text
+    return text[: width - 1] + "…"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def format_markdown(runs: Sequence[Run]) -> str:
+    """The reference report's summary table: best row's name, final sim and improvement in bold."""
+    columns = headers(runs)
+    right = {"LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip"}
+    out = [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join(("-" * (len(c) + 1) + ":") if c in right else "-" * (len(c) + 2) for c in columns) + "|",
+    ]
+    bold = {"Experiment", "Final Sim", "Improvement"}
+    for run in runs:
+        for row in run.experiments:
+            values = [_md(c) for c in cells(run, row, columns)]
+            if row.get("name") == run.best:
+                values = [f"**{v}**" if col in bold and v else v for v, col in zip(values, columns)]
+            out.append("| " + " | ".join(values) + " |")
+    out.append("")
+    for run in runs:
+        best = best_line(run, markdown=True)
+        if best:
+            out.append(best if len(runs) == 1 else best.replace("**Best**:", f"**Best** ({_md(run.label)}):", 1))
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def format_csv(runs: Sequence[Run]) -> str:
+    """Every scalar field; lists joined with `` | ``; ``best`` is 1 on each run's best row."""
+    fields = (("run",) if len(runs) > 1 else ()) + CSV_FIELDS
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(fields)
+    for run in runs:
+        for row in run.experiments:
+            record = []
+            for f in fields:
+                if f == "run":
+                    record.append(run.label)
+                elif f == "best":
+                    record.append(1 if row.get("name") == run.best else 0)
+                else:
+                    value = row.get(f)
+                    if isinstance(value, bool):
+                        record.append(int(value))
+                    elif isinstance(value, (list, tuple)):
+                        record.append(" | ".join(str(int(v)) if isinstance(v, bool) else _text(v) for v in value))
+                    elif isinstance(value, dict):
+                        record.append(_text(value))
+                    elif value is None:
+                        record.append("")
+                    else:
+                        record.append(value if _is_number(value) else str(value))
+            writer.writerow(record)
+    return buf.getvalue()
+
+
+def format_json(runs: Sequence[Run]) -> str:
+    """One run: its ``results.json`` object; several: a list of them, each with ``run_dir``."""
+    if len(runs) == 1:
+        return json.dumps(runs[0].data, indent=2, allow_nan=True) + "\n"
+    return json.dumps([{"run_dir": r.path, **r.data} for r in runs], indent=2, allow_nan=True) + "\n"

@@ -1,0 +1,379 @@
+"""The ``embopt-tui`` command as users run it: real subprocesses on the embedded default (kind "mini").
+
+The queue has two stories, so it runs as two batches: interrupting the second
+batch leaves the first one finished, which is what ``--resume`` must keep.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("torch", "fairseq2", "sonar")
+COMPARED = ("init_sim", "final_sim", "best_sim", "improvement", "oracle_sim", "roundtrip_sim")
+REFERENCE_COLUMNS = ("Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement")
+RESULT_FIELDS = (
+    "name", "init_text", "lr", "steps", "objective", "status", "init_sim", "final_sim", "best_sim", "improvement",
+    "oracle_sim", "roundtrip_sim", "decoded_z", "decoded_predictions", "exact_match", "seconds", "error",
+)  # fmt: skip
+
+
+BACKEND = """[backend]
+kind = "mini"   # the embedded default, shipped with the package
+device = "cpu"
+"""
+
+STORIES = """
+[stories.lily]
+sentences = ["Once upon a time, there was a little girl named Lily.", "She loved to play outside with her toys.",
+             "One day, she saw a big tree in the sky."]
+targets = [1, 2]
+
+[stories.tom]
+sentences = ["There was a boy named Tom.", "He loved to play with his ball.", "One day, he saw a big kite in the park."]
+"""
+
+QUEUE = """
+[defaults]
+lr = 0.02
+steps = 30
+decode_every = 10
+
+[[experiments]]
+name = "a"
+story = "lily"
+init = "I like cheese."
+
+[[experiments]]
+name = "b"
+story = "tom"
+init = "I like cheese."
+lr = 0.05
+
+[[experiments]]
+name = "c"
+story = "lily"
+init = "There was a boy named Tom."
+steps = 20
+
+[[experiments]]
+name = "d"  # long enough that a signal sent at its first step lands mid-run
+story = "tom"
+init = "Begin of text."
+steps = 400
+"""
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "EMBOPT_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "embopt_tui", *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=300
+    )
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "embopt_tui", *args],
+        cwd=cwd,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def write_queue(folder: Path, body: str = QUEUE) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "queue.toml"
+    path.write_text(BACKEND + STORIES + body, encoding="utf-8")
+    return path
+
+
+def only_run(runs: Path) -> Path:
+    dirs = [d for d in runs.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def results(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+
+
+def events(run_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line being written right now
+            pass
+    return out
+
+
+def wait_for(runs: Path, proc: subprocess.Popen[str], seen: Callable[[dict[str, Any]], bool]) -> Path:
+    """Poll the run's events.jsonl (what a user's `tail -f` sees) until an event matches."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        files = list(runs.glob("*/events.jsonl"))
+        if files and any(seen(e) for e in events(files[0].parent)):
+            return files[0].parent
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("event never came")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The queue run once, uninterrupted: the baseline every other run is compared with."""
+    folder = tmp_path_factory.mktemp("reference")
+    config = write_queue(folder)
+    proc = cli("--no-ui", "--runs-dir", "runs", config.name, cwd=folder)
+    return proc, only_run(folder / "runs")
+
+
+# --- start-up -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [["--help"], ["--check", "queue.toml"], ["report", "--help"]])
+def test_start_up_leaves_torch_unimported(args: list[str], tmp_path: Path) -> None:
+    write_queue(tmp_path)
+    probe = (
+        "import sys\nfrom embopt_tui.cli import main\n"
+        f"try:\n    code = main({args!r})\nexcept SystemExit as e:\n    code = e.code\n"
+        f"print('HEAVY', code, sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env(), capture_output=True, text=True)
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY 0 []", proc.stdout + proc.stderr
+    if args == ["--help"]:
+        for text in ("--no-ui", "--runs-dir", "--check", "--resume", "report RUN_DIR", "--version", "EMBOPT_THREADS"):
+            assert text in proc.stdout
+
+
+def test_console_script_and_version() -> None:
+    script = Path(sys.executable).with_name("embopt-tui")
+    assert script.exists(), "the project is not installed into this environment (run scripts/setup.sh)"
+    proc = subprocess.run([str(script), "--version"], env=env(), capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("embopt-tui ")
+
+
+def test_check_ok(tmp_path: Path) -> None:
+    write_queue(tmp_path)
+    proc = cli("--check", "queue.toml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok: 4 experiments, 2 stories, backend mini on cpu")
+
+
+BAD = {
+    "missing file": (None, r"^nope\.toml: no such file$"),
+    "toml syntax": ("[defaults]\nlr = = 0.1\n", r"^queue\.toml:\d+: .+"),
+    "unknown key": ('[defaults]\nlrr = 0.1\n[[experiments]]\nname = "x"\ninit = "Hi."\n', r"^queue\.toml:\d+: .*lrr.*'lr'"),
+    "lr not > 0": ('[[experiments]]\nname = "x"\ninit = "Hi."\nstory = "lily"\nlr = 0\n', r"^queue\.toml:\d+: experiments\[0\] \(x\)\.lr: "),
+    "unknown story": ('[[experiments]]\nname = "x"\ninit = "Hi."\nstory = "lilly"\n', r"unknown story 'lilly' \(did you mean 'lily'\?\)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["--check", "--no-ui", "dashboard"])
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_is_one_line_and_exit_2(case: str, mode: str, tmp_path: Path) -> None:
+    body, pattern = BAD[case]
+    name = "nope.toml"
+    if body is not None:
+        name = write_queue(tmp_path, body).name
+    flags = [] if mode == "dashboard" else [mode]
+    proc = cli(*flags, "--runs-dir", "runs", name, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert __import__("re").search(pattern, lines[0]), lines[0]
+    assert not (tmp_path / "runs").exists()  # nothing is created for a config that cannot run
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--no-ui", "--resume", "missing"], "embopt-tui: error: missing: no such run directory"),
+        (["--no-ui", "--resume", "."], "not a run directory (no config.toml)"),
+        (["report", "missing"], "embopt-tui: error: missing: no such run directory"),
+        (["--resume", "x", "queue.toml"], "--resume takes the config from the run directory"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["report", "x", "--format", "html"], "invalid choice: 'html'"),
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
+    proc = cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+# --- runs ---------------------------------------------------------------------------------------------------
+def test_headless_run_writes_the_run_directory(reference: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    proc, run_dir = reference
+    assert proc.returncode == 0, proc.stderr
+    assert f"run directory: {run_dir}" in proc.stdout and "Best: " in proc.stdout
+    assert run_dir.name.endswith("-queue")
+    assert (run_dir / "config.toml").read_text() == (run_dir.parent.parent / "queue.toml").read_text()
+    data = results(run_dir)
+    assert data["status"] == "done" and data["finished"] and data["started"]
+    assert data["config"] == str((run_dir.parent.parent / "queue.toml").resolve())
+    assert [r["name"] for r in data["experiments"]] == ["a", "b", "c", "d"]
+    for row in data["experiments"]:
+        assert set(RESULT_FIELDS) <= set(row) and "z" not in row
+        assert row["status"] == "done" and row["error"] is None
+        assert row["steps_done"] == row["steps"] and len(row["trajectory"]) >= row["steps"]
+        assert math.isclose(row["improvement"], row["final_sim"] - row["init_sim"], abs_tol=1e-6)
+    best = max(data["experiments"], key=lambda r: r["final_sim"])["name"]
+    assert data["best"] == best
+
+    md = (run_dir / "results.md").read_text().splitlines()
+    assert [c.strip() for c in md[0].strip("|").split("|")] == [*REFERENCE_COLUMNS, "Oracle", "Round-trip", "Decoded z"]
+    assert any(line.startswith(f"| **{best}** |") for line in md)
+    assert md[-1].startswith(f"**Best**: `{best}`")
+    rows = list(csv.DictReader(io.StringIO((run_dir / "results.csv").read_text())))
+    assert [r["name"] for r in rows] == ["a", "b", "c", "d"]
+
+    from safetensors.numpy import load_file
+
+    z = load_file(str(run_dir / "embeddings.safetensors"))
+    assert sorted(z) == ["a", "b", "c", "d"] and len({v.shape for v in z.values()}) == 1
+    kinds = [e["type"] for e in events(run_dir)]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished" and kinds.count("run_finished") == 1
+    assert kinds.count("experiment_finished") == 4 and "step" in kinds and "decoded" in kinds
+
+
+def test_report_in_every_format(reference: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    _, run_dir = reference
+    data = results(run_dir)
+    table = cli("report", str(run_dir), cwd=run_dir)
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:2] == ["Experiment", "Init"]
+    assert any(line.startswith(f"* {data['best']} ") for line in table.stdout.splitlines())
+    md = cli("report", str(run_dir), "--format", "markdown", cwd=run_dir)
+    assert md.stdout == (run_dir / "results.md").read_text()
+    csv_out = cli("report", str(run_dir), "--format", "csv", cwd=run_dir)
+    assert csv_out.stdout == (run_dir / "results.csv").read_text()
+    js = cli("report", str(run_dir), "--format", "json", cwd=run_dir)
+    assert json.loads(js.stdout) == data
+    both = cli("report", str(run_dir), str(run_dir), "--format", "markdown", cwd=run_dir)
+    assert both.stdout.startswith("| Run | Experiment |") and both.stdout.count(f"| {run_dir.name} | ") == 8
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_interrupted_run_resumes_to_the_same_results(
+    sig: signal.Signals, reference: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    config = write_queue(tmp_path)
+    proc = start("--no-ui", "--runs-dir", "runs", config.name, cwd=tmp_path)
+    run_dir = wait_for(tmp_path / "runs", proc, lambda e: e["type"] == "step" and e["name"] == "d")
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    stopped = results(run_dir)
+    statuses = {r["name"]: r["status"] for r in stopped["experiments"]}
+    assert statuses["a"] == statuses["c"] == "done"  # the first batch finished before the signal
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130, err
+        assert stopped["status"] == "interrupted" and statuses["b"] == statuses["d"] == "interrupted"
+        d = next(r for r in stopped["experiments"] if r["name"] == "d")
+        assert 1 <= d["steps_done"] < d["steps"] and d["trajectory"]  # saved with its trajectory so far
+    else:
+        assert proc.returncode == -signal.SIGKILL
+        assert stopped["status"] == "running" and statuses["d"] == "running"  # what a dead process leaves
+
+    resumed = cli("--no-ui", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert only_run(tmp_path / "runs") == run_dir  # completed in place, no new directory
+    after, baseline = results(run_dir), results(reference[1])
+    assert after["status"] == "done" and len(after["resumed"]) == 1 and after["best"] == baseline["best"]
+    for got, want in zip(after["experiments"], baseline["experiments"], strict=True):
+        assert got["name"] == want["name"] and got["status"] == "done"
+        for key in COMPARED:
+            assert got[key] == pytest.approx(want[key], abs=1e-5), (got["name"], key)
+        assert got["decoded_z"] == want["decoded_z"] and got["steps_done"] == want["steps_done"]
+    starts = [e for e in events(run_dir) if e["type"] == "run_started"]
+    assert [e["resumed"] for e in starts] == [False, True]
+
+
+@pytest.mark.parametrize(
+    "signals", [(signal.SIGHUP,), (signal.SIGINT, signal.SIGINT)], ids=["sighup-stops", "second-ctrl-c-forces"]
+)
+def test_signal_while_models_load(signals: tuple[signal.Signals, ...], tmp_path: Path) -> None:
+    config = write_queue(tmp_path)
+    proc = start("--no-ui", "--runs-dir", "runs", config.name, cwd=tmp_path)
+    run_dir = wait_for(tmp_path / "runs", proc, lambda e: e["type"] == "backend_loading")
+    for sig in signals:  # the models take seconds to load: the engine cannot stop before that
+        proc.send_signal(sig)
+        time.sleep(0.1)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert results(run_dir)["status"] == "interrupted"
+    if len(signals) == 1:  # orderly: the engine stopped once loaded, the table and path printed
+        assert f"run directory: {run_dir}" in out and "stopping after the current step" in out
+        assert {r["status"] for r in results(run_dir)["experiments"]} == {"pending"}
+    else:  # forced: no orderly ending, no table
+        assert "run directory:" not in out
+
+
+def test_diverging_experiment_fails_alone_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal: Rich progress and table; the diverging experiment fails, the other finishes, exit 1."""
+    pexpect = pytest.importorskip("pexpect")
+    body = """
+[defaults]
+story = "lily"
+steps = 8
+decode_every = 4
+
+[[experiments]]
+name = "fine"
+init = "I like cheese."
+
+[[experiments]]
+name = "boom"
+init = "I like cheese."
+lr = 1e38
+norm = "none"
+"""
+    config = write_queue(tmp_path, body)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "embopt_tui", "--no-ui", "--runs-dir", "runs", config.name],
+        cwd=str(tmp_path),
+        env={**env(), "TERM": "xterm-256color", "COLUMNS": "160"},
+        dimensions=(40, 160),
+        encoding="utf-8",
+        timeout=180,
+    )
+    child.logfile_read = io.StringIO()
+    child.expect(r"run directory: ")
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = child.logfile_read.getvalue()
+    assert child.exitstatus == 1
+    assert "results (failed)" in screen and "Traceback" not in screen
+    run_dir = only_run(tmp_path / "runs")
+    data = results(run_dir)
+    rows = {r["name"]: r for r in data["experiments"]}
+    assert data["status"] == "failed" and data["best"] == "fine"
+    assert rows["fine"]["status"] == "done" and math.isfinite(rows["fine"]["final_sim"])
+    assert rows["boom"]["status"] == "failed" and rows["boom"]["error"]
+
+
+def test_bad_thread_setting_is_a_usage_error(tmp_path: Path) -> None:
+    write_queue(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "embopt_tui", "--no-ui", "queue.toml"],
+        cwd=tmp_path,
+        env={**env(), "EMBOPT_THREADS": "many"},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr == "embopt-tui: error: EMBOPT_THREADS='many': expected a positive integer\n"
