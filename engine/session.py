@@ -39,8 +39,16 @@ def threads_from_env() -> int | None:
     return value
 
 
-def apply_thread_limit() -> None:
+def apply_thread_limit(spec: Spec) -> None:
+    """EMBOPT_THREADS when set; else one thread for the embedded default.
+
+    The mini models are so small that torch's thread hand-offs cost more than
+    they save: one thread runs the shipped queue 2x faster than two here, and
+    far faster on a machine shared with other jobs. Real models keep torch's default.
+    """
     threads = threads_from_env()
+    if threads is None and spec.backend.kind == "mini" and spec.backend.device != "cuda":
+        threads = 1
     if threads is not None:
         import torch
 
@@ -131,7 +139,7 @@ class Session:
         """Run the queue in the calling thread; returns the engine's RunResult with the run's final status."""
         from engine.runner import run_queue  # torch and the models load here, not at import
 
-        apply_thread_limit()
+        apply_thread_limit(self.spec)
         names = tuple(e.name for e in self.spec.experiments)
         self.emit(
             ev.RunStarted(
