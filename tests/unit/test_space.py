@@ -84,3 +84,72 @@ def test_greedy_decode_matches_a_width_one_beam_search(space):
     beam = space.decoder_pipeline.predict(vectors, target_lang="eng_Latn", batch_size=3, beam_size=1, max_seq_len=16)
     assert space.decode(vectors, beam_size=1, max_len=16) == beam
     assert len(space.decode(vectors, beam_size=2, max_len=16)) == 3
+
+
+def _pipeline_greedy(space, vectors, max_len):
+    """sonar's public greedy decode, as engine.space did it before engine.fast_decoder."""
+    from fairseq2.generation.sampling import TopKSampler
+
+    return space.decoder_pipeline.predict(
+        vectors, target_lang="eng_Latn", batch_size=len(vectors), max_seq_len=max_len, sampler=TopKSampler(k=1)
+    )
+
+
+def _varied_vectors(space) -> torch.Tensor:
+    """Sentences, noisy sentences, blends, random vectors at two norms, and z's partway through a descent."""
+    g = torch.Generator().manual_seed(0)
+    sentences = [
+        "Once upon a time, there was a little girl named Lily.",
+        "She loved to play outside with her toys.",
+        "One day, she saw a big tree in the sky.",
+        "Her mom said, \"No, you can't climb the tree. It's too high.\"",
+        "I like cheese.",
+        "There was a boy named Tom.",
+    ]
+    encoded = space.encode(sentences)
+    norm = float(encoded.norm(dim=1).mean())
+
+    def noise(n: int) -> torch.Tensor:
+        return torch.randn((n, space.dim), generator=g)
+
+    def at_norm(x: torch.Tensor, r: float) -> torch.Tensor:
+        return x * (r / x.norm(dim=1, keepdim=True))
+
+    noisy = torch.cat([encoded + s * norm * noise(len(sentences)) / space.dim**0.5 for s in (0.1, 0.3, 0.6)])
+    blends = torch.stack([(1 - a) * encoded[0] + a * encoded[1] for a in (0.2, 0.4, 0.5, 0.6, 0.8)])
+    # Projected gradient steps from one sentence toward another one's decoder cross-entropy.
+    ids, lens = space.tokenize_targets([sentences[1]])
+    z, descent = encoded[4:5].clone(), []
+    for _ in range(6):
+        z.requires_grad_(True)
+        (grad,) = torch.autograd.grad(space.token_nll(z, ids, lens).sum(), z)
+        z = at_norm(z.detach() - 0.05 * grad / grad.norm(), norm)
+        descent.append(z)
+    return torch.cat([encoded, noisy, blends, at_norm(noise(8), 0.2), at_norm(noise(4), 3 * norm), *descent])
+
+
+@pytest.fixture(scope="module")
+def mini_space():
+    from engine.spec import Backend
+
+    return load_space(Backend(device="cpu"))  # the shipped mini cards
+
+
+@pytest.mark.parametrize("which", ["tiny", "mini"])
+def test_greedy_decode_is_the_pipelines_greedy_decode(which, space, mini_space):
+    space = space if which == "tiny" else mini_space
+    assert space.greedy is not None  # the lean decoder covers these models, so it is what is compared
+    vectors = _varied_vectors(space)
+    for max_len in (64, 12, 3):
+        assert space.decode(vectors, max_len=max_len) == _pipeline_greedy(space, vectors, max_len)
+    assert [space.decode(v[None], max_len=64)[0] for v in vectors[:5]] == _pipeline_greedy(space, vectors[:5], 64)
+
+
+def test_greedy_decode_fails_where_the_pipeline_fails(space):
+    from fairseq2.generation import SequenceGenerationError
+
+    bad = torch.full((2, space.dim), float("nan"))
+    with pytest.raises(SequenceGenerationError):
+        _pipeline_greedy(space, bad, 16)
+    with pytest.raises(SequenceGenerationError):
+        space.decode(bad, max_len=16)
