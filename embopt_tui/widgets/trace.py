@@ -1,0 +1,98 @@
+"""The live view of one experiment: similarity per step against its reference values."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from embopt_tui.state import ExperimentView
+from embopt_tui.widgets.format import STATUS_STYLES, duration, num, spark_rows
+
+CHART_ROWS = 3
+AXIS_WIDTH = 7
+LINES = 4 + CHART_ROWS
+
+
+def signature(x: ExperimentView | None) -> tuple[object, ...]:
+    """Changes whenever anything this view draws changes."""
+    if x is None:
+        return ()
+    return (x.name, x.status, x.step, x.total, len(x.sims), x.init_sim, x.oracle_sim, x.spec, x.result is None)
+
+
+class LiveView(Widget):
+    """Step/total, speed and ETA, loss and norm, and a sparkline of the mean similarity."""
+
+    BORDER_TITLE = "Live"
+    DEFAULT_CSS = "LiveView { height: auto; }"
+
+    def __init__(self, *, stable: bool = False, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.stable = stable  # hide speed and ETA so snapshots do not depend on timing
+        self.view: ExperimentView | None = None
+        self._shown: tuple[object, ...] | None = None
+
+    def show(self, view: ExperimentView | None) -> None:
+        self.view = view
+        key = signature(view)
+        if key != self._shown:
+            self._shown = key
+            self.refresh()
+
+    def on_resize(self) -> None:
+        self._shown = None
+
+    def get_content_height(self, container: object, viewport: object, width: int) -> int:
+        return LINES
+
+    def render(self) -> Text:
+        width = max(20, self.size.width)
+        lines = self.lines(width)
+        for line in lines:
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n").join(lines)
+
+    def lines(self, width: int) -> list[Text]:
+        x = self.view
+        if x is None:
+            return [Text("No experiment selected yet.", style="dim")]
+        title = Text(x.name, style="bold")
+        if x.status != "running":  # running is the usual case: leave the width to speed and ETA
+            title.append(f"  {x.status}", style=STATUS_STYLES.get(x.status, ""))
+        if x.total:
+            title.append(f"  step {x.step}/{x.total}")
+        if not self.stable and x.steps_per_s and x.status == "running":
+            title.append(f"  {x.steps_per_s:.1f}/s")
+            if x.eta_s is not None:
+                title.append(f"  ETA {duration(x.eta_s)}")
+        metrics = Text(f"loss {num(x.loss, 4)}   norm {num(x.norm, 4)}")
+        error = x.result.get("error") if x.result else None
+        if error:
+            metrics.append(f"   {error}", style="red")
+        refs = Text.assemble(
+            (f"sim {num(x.sim)}", "bold cyan"),
+            (f"  init {num(x.init_sim)}", "yellow"),
+            (f"  oracle {num(x.oracle_sim)}", "green"),
+            f"  best {num(max(x.sims) if x.sims else None)}",
+        )
+        return [title, metrics, *self._chart(x, width), refs, Text(self._details(x), style="dim")]
+
+    def _chart(self, x: ExperimentView, width: int) -> list[Text]:
+        chart_width = max(1, width - AXIS_WIDTH)
+        refs = [v for v in (x.init_sim, x.oracle_sim) if v is not None]
+        values = x.sims
+        if not values:
+            return [Text("") for _ in range(CHART_ROWS)]
+        lo, hi = min([*values, *refs]), max([*values, *refs])
+        out = []
+        for i, row in enumerate(spark_rows(values, chart_width, CHART_ROWS, lo, hi)):
+            label = num(hi) if i == 0 else num(lo) if i == CHART_ROWS - 1 else ""
+            out.append(Text.assemble((row.ljust(chart_width), "cyan"), (" " + label.rjust(AXIS_WIDTH - 1), "dim")))
+        return out
+
+    @staticmethod
+    def _details(x: ExperimentView) -> str:
+        e = x.spec
+        if e is None:
+            return ""
+        return f'"{e.init}" · lr {e.lr:g} · {e.steps} steps · {e.optimizer} · {e.objective.label} · norm {e.norm}'

@@ -1,0 +1,63 @@
+"""Snapshots of the real dashboard at 80x24: loading, running, finished with the table.
+
+Deterministic because the data is: seeded experiments, single-threaded torch,
+the engine paused at an exact step from inside its own thread, and the
+app's stable mode (no speed, ETA or paths on screen). Update with
+``pytest tests/tui/test_snapshots.py --snapshot-update`` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from embopt_tui.app import EmboptApp, make_app
+from tui_helpers import pause_at_step, stop_engine, wait_until
+
+SIZE = (80, 24)
+
+
+def build(config: Path, tmp_path: Path) -> EmboptApp:
+    return make_app(config, runs_dir=tmp_path / "runs", stable=True)
+
+
+def test_loading(snap_compare, small_queue, tmp_path):
+    app = build(small_queue, tmp_path)
+    app.engine_gate = threading.Event()  # the first frame, before the engine reports anything
+
+    async def before(pilot):
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app, terminal_size=SIZE, run_before=before)
+    finally:
+        stop_engine(app)
+
+
+def test_running(snap_compare, small_queue, tmp_path):
+    app = build(small_queue, tmp_path)
+    paused = pause_at_step(app, 8)
+
+    async def before(pilot):
+        await wait_until(pilot, lambda: paused.is_set() and app.state.paused, "the pause at step 8")
+        await wait_until(pilot, lambda: not app.bridge._events, "the events to drain")
+        app.clear_notifications()
+        app._dirty = True
+        app._redraw()
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app, terminal_size=SIZE, run_before=before)
+    finally:
+        stop_engine(app)
+
+
+def test_finished_with_table(snap_compare, small_queue, tmp_path):
+    app = build(small_queue, tmp_path)
+
+    async def before(pilot):
+        await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
+        app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
