@@ -38,25 +38,23 @@ def _vocab_override(vocab_info: Any) -> dict[str, int | None]:
     }
 
 
-def encoder_override(sizes: Sizes, vocab_info: Any) -> dict[str, Any]:
-    """Fields of the ``basic`` encoder config that the card overrides."""
+def _override(layers: int, sizes: Sizes, vocab_info: Any) -> dict[str, Any]:
+    """Fields of the ``basic`` config that a card overrides (encoder and decoder configs share the names)."""
     return {
         "model_dim": sizes.model_dim, "max_seq_len": sizes.max_seq_len,
-        "num_encoder_layers": sizes.encoder_layers, "num_decoder_layers": sizes.encoder_layers,
+        "num_encoder_layers": layers, "num_decoder_layers": layers,
         "num_encoder_attn_heads": sizes.heads, "num_decoder_attn_heads": sizes.heads,
         "ffn_inner_dim": sizes.ffn_dim, "emb_dropout_p": 0.0, "attention_dropout_p": 0.0,
         "activation_dropout_p": 0.0, "vocab_info": _vocab_override(vocab_info),
     }
+
+
+def encoder_override(sizes: Sizes, vocab_info: Any) -> dict[str, Any]:
+    return _override(sizes.encoder_layers, sizes, vocab_info)
 
 
 def decoder_override(sizes: Sizes, vocab_info: Any) -> dict[str, Any]:
-    return {
-        "model_dim": sizes.model_dim, "max_seq_len": sizes.max_seq_len,
-        "num_encoder_layers": sizes.decoder_layers, "num_decoder_layers": sizes.decoder_layers,
-        "num_encoder_attn_heads": sizes.heads, "num_decoder_attn_heads": sizes.heads,
-        "ffn_inner_dim": sizes.ffn_dim, "emb_dropout_p": 0.0, "attention_dropout_p": 0.0,
-        "activation_dropout_p": 0.0, "vocab_info": _vocab_override(vocab_info),
-    }
+    return _override(sizes.decoder_layers, sizes, vocab_info)
 
 
 def _config(hub: Any, override: dict[str, Any]) -> Any:
