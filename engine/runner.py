@@ -259,9 +259,7 @@ def run_queue(
         status = ev.FAILED
     else:
         status = ev.DONE
-    best = queue.best()
-    emit(ev.RunFinished(status=status, run_dir="", best=best))
-    return RunResult(status, rows, best)
+    return RunResult(status, rows, queue.best())
 
 
 def _ready(backend: Backend, models: Models | None, spec: Spec, emit: Callable[[ev.Event], None]) -> Models:

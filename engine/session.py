@@ -128,13 +128,6 @@ class Session:
                 self._consumers.remove(consumer)
                 self.consumer_errors.append(f"{type(err).__name__}: {err}")
 
-    def _emit_engine(self, event: ev.Event) -> None:
-        # The engine ends with its own RunFinished, which cannot know the run directory:
-        # the session emits the one that counts, after the queue returns.
-        if isinstance(event, ev.RunFinished):
-            return
-        self.emit(event)
-
     def run(self) -> Any:
         """Run the queue in the calling thread; returns the engine's RunResult with the run's final status."""
         from engine.runner import run_queue  # torch and the models load here, not at import
@@ -150,7 +143,7 @@ class Session:
         try:
             result = run_queue(
                 self.spec,
-                self._emit_engine,
+                self.emit,
                 self.control.should_stop,
                 control=self.control,
                 completed=completed or None,
