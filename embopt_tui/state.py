@@ -144,7 +144,7 @@ class RunState:
                 self._get(name)
         elif isinstance(event, ev.RunFinished):
             self.finished, self.best = event.status, event.best
-            self.run_dir = event.run_dir or self.run_dir  # the engine's own RunFinished has no run_dir
+            self.run_dir = event.run_dir
         elif isinstance(event, ev.Paused):
             self.paused = event.paused
 
