@@ -198,6 +198,7 @@ class RichView:
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=self.console,
+            refresh_per_second=4,  # each refresh renders every bar while holding the GIL the engine needs
         )
         self._tasks: dict[str, Any] = {}
         self._loading: Any = None
