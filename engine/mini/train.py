@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from engine.mini import DECODER_CARD, ENCODER_CARD
 from engine.mini.corpus import DEFAULT_SEED, Corpus, corpus_statistics, generate_corpus
 from engine.mini.models import (
     TARGET_NORM,
@@ -226,7 +227,15 @@ def train_predictor(
     return model.eval(), losses
 
 
-def write_cards(out: Path, sizes: Sizes, vocab_info: Any) -> None:
+def write_cards(
+    out: Path,
+    sizes: Sizes,
+    vocab_info: Any,
+    names: tuple[str, str] = (ENCODER_CARD, DECODER_CARD),
+    header: str = "# The embedded default (engine/mini): written by `python -m engine.mini.train`.\n",
+    card_file: str = CARD_FILE,
+) -> Path:
+    """The fairseq2 cards of an encoder/decoder pair saved in ``out`` (also used for tiny test cards)."""
     tokenizer_config = {"_set_": {"default_lang": LANG, "langs": [LANG]}}
 
     def card(name: str, family: str, checkpoint: str, override: dict[str, Any]) -> str:
@@ -243,14 +252,16 @@ def write_cards(out: Path, sizes: Sizes, vocab_info: Any) -> None:
         ])
 
     text = (
-        "# The embedded default (engine/mini): written by `python -m engine.mini.train`.\n"
-        "# Paths are relative to this folder.\n"
-        + card("embopt_mini_encoder", "transformer_encoder", ENCODER_FILE, encoder_override(sizes, vocab_info))
+        header
+        + "# Paths are relative to this folder.\n"
+        + card(names[0], "transformer_encoder", ENCODER_FILE, encoder_override(sizes, vocab_info))
         + "\n---\n"
-        + card("embopt_mini_decoder", "transformer_decoder", DECODER_FILE, decoder_override(sizes, vocab_info))
+        + card(names[1], "transformer_decoder", DECODER_FILE, decoder_override(sizes, vocab_info))
         + "\n"
     )
-    (out / CARD_FILE).write_text(text, encoding="utf-8")
+    path = out / card_file
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _half_state(module: torch.nn.Module) -> dict[str, Tensor]:

@@ -219,12 +219,11 @@ def test_the_real_sonar_card_names_run_the_same_engine(tmp_path, tiny_dir):
 
     repo = Path(__file__).resolve().parents[2]
     overlay = tmp_path / "overlay"
-    build = (
-        "from engine.tiny import write_tiny_space;"
-        f"write_tiny_space({str(overlay)!r}, encoder_name='text_sonar_basic_encoder@user',"
-        " decoder_name='text_sonar_basic_decoder@user')"
+    overlay_names = ["text_sonar_basic_encoder@user", "text_sonar_basic_decoder@user"]
+    subprocess.run(
+        [sys.executable, "-m", "engine.tiny", str(overlay), "--names", *overlay_names],
+        check=True, cwd=repo, capture_output=True,
     )
-    subprocess.run([sys.executable, "-c", build], check=True, cwd=repo, capture_output=True)
     run = f"""
 import torch; torch.set_num_threads(1)
 from pathlib import Path

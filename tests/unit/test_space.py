@@ -60,12 +60,11 @@ def test_token_nll_of_a_row_ignores_padding(space):
 def test_real_card_names_resolve_through_user_overlays(tmp_path):
     """`text_sonar_basic_encoder@user` cards make the real names load local files."""
     overlay = tmp_path / "overlay"
-    script = (
-        "from engine.tiny import write_tiny_space;"
-        f"write_tiny_space({str(overlay)!r}, encoder_name='text_sonar_basic_encoder@user',"
-        " decoder_name='text_sonar_basic_decoder@user')"
+    overlay_names = ["text_sonar_basic_encoder@user", "text_sonar_basic_decoder@user"]
+    subprocess.run(
+        [sys.executable, "-m", "engine.tiny", str(overlay), "--names", *overlay_names],
+        check=True, cwd=REPO, capture_output=True,
     )
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, capture_output=True)
     check = (
         "from engine.spec import Backend; from engine.space import load_space;"
         "s = load_space(Backend(kind='sonar', encoder='text_sonar_basic_encoder',"
