@@ -237,7 +237,7 @@ class EmboptApp(App[int]):
             message.code, "Queue ended"
         )
         self.notify(
-            f"{summary}. Best: {best or '—'}\nRun directory: {self._run_dir_text()}",
+            f"{summary}. Best: {', '.join(sorted(best)) or '—'}\nRun directory: {self._run_dir_text()}",
             title="Done",
             severity="information" if message.code == 0 else "warning",
             timeout=15,

@@ -250,13 +250,12 @@ class RichView:
         # aligned and only the tail (decoded z) is cut; results.md holds every character.
         self.console.print(f"results ({run.data.get('status')})", style="bold", highlight=False)
         for line in report.format_table([run]).splitlines():
-            if line.startswith(("Best:", f"{run.label}: Best:")):
+            if line.startswith(("Best", f"{run.label}: Best")):
                 continue
             self.console.print(
                 line, style="bold" if line.startswith("* ") else None, no_wrap=True, overflow="ellipsis",
                 crop=True, highlight=False, markup=False,
             )  # fmt: skip
-        line = report.best_line(run, markdown=False)
-        if line:
+        for line in report.best_lines(run, markdown=False):
             self.console.print(line, highlight=False)
         self.console.print(f"run directory: {run.path}", highlight=False)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import events as ev
+from engine.results import best_names
 from engine.spec import Experiment, Spec
 
 Z_HISTORY = 6  # distinct decodes of z kept for the "how z changed" list
@@ -60,7 +61,7 @@ class RunState:
     run_dir: str | None = None
     paused: bool = False
     finished: str | None = None  # RunFinished.status once the queue is over
-    best: str | None = None
+    best: frozenset[str] = frozenset()  # the best experiment of each story, once the run has ended
     experiments: dict[str, ExperimentView] = field(default_factory=dict)
 
     @classmethod
@@ -143,7 +144,7 @@ class RunState:
             for name in event.experiments:
                 self._get(name)
         elif isinstance(event, ev.RunFinished):
-            self.finished, self.best = event.status, event.best
+            self.finished, self.best = event.status, best_names(event.best)
             self.run_dir = event.run_dir
         elif isinstance(event, ev.Paused):
             self.paused = event.paused

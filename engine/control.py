@@ -18,7 +18,7 @@ class QueueControl:
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
-        self._skip = False
+        self._skip: set[str | None] = set()  # names to skip; None: the whole running batch
         self._spec: Spec | None = None
         self.stop_count = 0  # a second stop request means "force exit" to the CLI
 
@@ -59,14 +59,15 @@ class QueueControl:
         return self._running.wait(timeout)
 
     # --- skip -------------------------------------------------------------
-    def request_skip(self) -> None:
-        """Skip what is running now (the whole current batch)."""
+    def request_skip(self, name: str | None = None) -> None:
+        """Skip one experiment (running or pending), or with no name the whole running batch."""
         with self._lock:
-            self._skip = True
+            self._skip.add(name)
 
-    def take_skip(self) -> bool:
+    def take_skip(self) -> set[str | None]:
+        """The skip requests since the last call (``None`` in it: the whole running batch)."""
         with self._lock:
-            skip, self._skip = self._skip, False
+            skip, self._skip = self._skip, set()
             return skip
 
     # --- live reload ------------------------------------------------------

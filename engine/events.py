@@ -137,7 +137,7 @@ class RunFinished(Event):
     kind: ClassVar[str] = "run_finished"
     status: str  # done | failed | interrupted
     run_dir: str
-    best: str | None
+    best: dict[str, str] = field(default_factory=dict)  # story -> its best experiment
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
@@ -31,7 +31,6 @@ from engine.events import (
     DONE,
     FAILED,
     INTERRUPTED,
-    PENDING,
     RUNNING,
     SKIPPED,
     Decoded,
@@ -42,12 +41,13 @@ from engine.events import (
 from engine.fast_llama import lean_forward
 from engine.objectives import TargetTokens, Weights, cosine_sims, objective_loss, rowwise
 from engine.predictors import BEGIN_TEXT
+from engine.results import Row, result_row
 from engine.spec import Experiment, Story
 
 # Adam as torch.optim.Adam with its defaults (betas, eps, no weight decay, no amsgrad).
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 MAX_DECODE_LEN = 64
-Poll = Callable[[], "str | None"]  # between steps: "stop", "skip" or None
+Poll = Callable[[], "str | frozenset[str] | None"]  # between steps: "stop", names to skip, or None
 
 
 @dataclass(frozen=True)
@@ -140,65 +140,6 @@ def optimizer_step(z: Tensor, grad: Tensor, m: Tensor, v: Tensor, lr: Tensor, ad
 def project(z: Tensor, radius: Tensor, projected: Tensor) -> Tensor:
     """z scaled to norm ``radius`` [A, 1] on the rows where ``projected`` [A, 1] holds."""
     return torch.where(projected, z * (radius / z.norm(dim=1, keepdim=True)), z)
-
-
-@dataclass
-class Row:
-    """One experiment's record while its batch runs."""
-
-    experiment: Experiment
-    steps: int
-    status: str = PENDING
-    trajectory: list[float] = field(default_factory=list)
-    init_sim: float | None = None
-    oracle_sim: float | None = None
-    roundtrip_sim: float | None = None
-    decoded_z: str | None = None
-    decoded_predictions: list[str] = field(default_factory=list)
-    exact_match: list[bool] = field(default_factory=list)
-    error: str | None = None
-    seconds: float = 0.0
-    z: list[float] | None = None
-
-    @property
-    def steps_done(self) -> int:
-        return max(0, len(self.trajectory) - 1)
-
-
-def result_row(experiment: Experiment, story: Story, status: str = PENDING, row: Row | None = None) -> dict[str, Any]:
-    """The experiment's row of ``results.json`` (metrics None where not measured)."""
-    traj = row.trajectory if row else []
-    best = max(range(len(traj)), key=traj.__getitem__) if traj else None
-    init = row.init_sim if row else None
-    final = traj[-1] if traj and status != FAILED else None
-    norm = experiment.norm
-    return {
-        "name": experiment.name,
-        "init_text": experiment.init,
-        "story": experiment.story,
-        "lr": experiment.lr,
-        "steps": experiment.steps,
-        "steps_done": row.steps_done if row else 0,
-        "optimizer": experiment.optimizer,
-        "objective": experiment.objective.label,
-        "norm": norm,
-        "status": status,
-        "init_sim": init,
-        "final_sim": final,
-        "best_sim": traj[best] if best is not None else None,
-        "best_step": best,
-        "improvement": final - init if final is not None and init is not None else None,
-        "oracle_sim": row.oracle_sim if row else None,
-        "roundtrip_sim": row.roundtrip_sim if row else None,
-        "decoded_z": row.decoded_z if row else None,
-        "decoded_predictions": list(row.decoded_predictions) if row else [],
-        "targets": [story.sentences[t] for t in story.targets],
-        "exact_match": list(row.exact_match) if row else [],
-        "seconds": round(row.seconds, 3) if row else 0.0,
-        "error": row.error if row else None,
-        "trajectory": list(traj),
-        "z": row.z if row else None,
-    }
 
 
 def _one_line(err: BaseException) -> str:
@@ -336,10 +277,16 @@ def _run(
             break
 
         command = poll()
-        if command in ("stop", "skip"):
+        if command == "stop":
             for i in still:
-                finish(i, INTERRUPTED if command == "stop" else SKIPPED, z[i])
+                finish(i, INTERRUPTED, z[i])
             return
+        if command:
+            for i in [i for i in still if rows[i].experiment.name in command]:
+                finish(i, SKIPPED, z[i])
+            still = [i for i in still if rows[i].status == RUNNING]
+            if not still:
+                break
 
         # Step the rows that have steps to go; finished and failed rows keep their z.
         assert grad is not None

@@ -15,19 +15,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
+
+from engine.results import FIELDS, best_by_story, best_names
 
 FORMATS = ("table", "markdown", "csv", "json")
 RESULTS_FILE = "results.json"
 
-# Field order of a results row; ``z`` lives in the embeddings file instead.
-FIELDS = (
-    "name", "init_text", "story", "lr", "steps", "steps_done", "optimizer", "objective", "norm", "status",
-    "init_sim", "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim",
-    "decoded_z", "decoded_predictions", "targets", "exact_match", "seconds", "error", "trajectory",
-)  # fmt: skip
 # CSV holds every scalar field; the per-step trajectory stays in results.json.
-CSV_FIELDS = tuple(f for f in FIELDS if f != "trajectory") + ("best",)
+CSV_FIELDS = tuple(f for f in FIELDS if f != "trajectory")
 # The reference report's columns, then what this tool adds.
 COLUMNS = (
     "Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement",
@@ -56,8 +52,11 @@ class Run:
         return list(self.data.get("experiments", []))
 
     @property
-    def best(self) -> str | None:
-        return self.data.get("best")
+    def best(self) -> frozenset[str]:
+        """The best experiment of each story (older runs: of the whole run)."""
+        if "best" in self.data:
+            return best_names(self.data["best"])
+        return frozenset(best_by_story(self.experiments).values())
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -75,18 +74,6 @@ def load_run(run_dir: str | Path) -> Run:
     if not isinstance(data, dict) or not isinstance(data.get("experiments"), list):
         raise ReportError(f"{path}: not a results file (no 'experiments' list)")
     return Run(str(run_dir), data)
-
-
-def best_name(experiments: Iterable[Mapping[str, Any]]) -> str | None:
-    """The finished experiment with the highest final similarity."""
-    best: tuple[float, str] | None = None
-    for row in experiments:
-        sim = row.get("final_sim")
-        if row.get("status") != "done" or not _is_number(sim) or math.isnan(sim):
-            continue
-        if best is None or sim > best[0]:
-            best = (float(sim), str(row["name"]))
-    return None if best is None else best[1]
 
 
 def render(runs: Sequence[Run], fmt: str) -> str:
@@ -164,17 +151,21 @@ def table_cells(run: Run, row: Mapping[str, Any], columns: Sequence[str]) -> lis
     return [_clip(c, _TABLE_WIDTHS.get(col)) for c, col in zip(cells(run, row, columns), columns)]
 
 
-def best_line(run: Run, markdown: bool) -> str | None:
-    name = run.best
-    row = next((r for r in run.experiments if r.get("name") == name), None)
-    if row is None:
-        return None
-    shown = f"`{name}`" if markdown else name
+def best_lines(run: Run, markdown: bool) -> list[str]:
+    """One line per story's best experiment (the story named when the run has several)."""
+    rows = [r for r in run.experiments if r.get("name") in run.best]
+    stories = {r.get("story") for r in run.experiments}
     lead = "**Best**" if markdown else "Best"
-    return (
-        f"{lead}: {shown} (lr={_text(row.get('lr'))}, steps={_text(row.get('steps'))}) "
-        f"achieved highest final similarity of {_num(row.get('final_sim'))}."
-    )
+    out = []
+    for row in rows:
+        name = row.get("name")
+        shown = f"`{name}`" if markdown else name
+        where = f" for story {row.get('story')}" if len(stories) > 1 else ""
+        out.append(
+            f"{lead}{where}: {shown} (lr={_text(row.get('lr'))}, steps={_text(row.get('steps'))}) "
+            f"achieved highest final similarity of {_num(row.get('final_sim'))}."
+        )
+    return out
 
 
 # --- formats ----------------------------------------------------------------
@@ -186,7 +177,7 @@ def format_table(runs: Sequence[Run]) -> str:
     for run in runs:
         for row in run.experiments:
             body.append(table_cells(run, row, columns))
-            marks.append("*" if row.get("name") == run.best else " ")
+            marks.append("*" if row.get("name") in run.best else " ")
     widths = [max([len(col)] + [len(r[i]) for r in body]) for i, col in enumerate(columns)]
     right = {"LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip"}
 
@@ -197,8 +188,7 @@ def format_table(runs: Sequence[Run]) -> str:
     out = [line(" ", columns), line(" ", ["-" * w for w in widths])]
     out += [line(m, r) for m, r in zip(marks, body)]
     for run in runs:
-        best = best_line(run, markdown=False)
-        if best:
+        for best in best_lines(run, markdown=False):
             out.append(("" if len(runs) == 1 else f"{run.label}: ") + best)
     return "\n".join(out) + "\n"
 
@@ -225,14 +215,13 @@ def format_markdown(runs: Sequence[Run]) -> str:
     for run in runs:
         for row in run.experiments:
             values = [_md(c) for c in cells(run, row, columns)]
-            if row.get("name") == run.best:
+            if row.get("name") in run.best:
                 values = [f"**{v}**" if col in bold and v else v for v, col in zip(values, columns)]
             out.append("| " + " | ".join(values) + " |")
     out.append("")
     for run in runs:
-        best = best_line(run, markdown=True)
-        if best:
-            out.append(best if len(runs) == 1 else best.replace("**Best**:", f"**Best** ({_md(run.label)}):", 1))
+        for best in best_lines(run, markdown=True):
+            out.append(best if len(runs) == 1 else best.replace("**Best**", f"**Best** ({_md(run.label)})", 1))
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -249,7 +238,7 @@ def format_csv(runs: Sequence[Run]) -> str:
                 if f == "run":
                     record.append(run.label)
                 elif f == "best":
-                    record.append(1 if row.get("name") == run.best else 0)
+                    record.append(1 if row.get("name") in run.best else 0)
                 else:
                     value = row.get(f)
                     if isinstance(value, bool):

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from engine import events as ev
+from engine.results import FINISHED, best_by_story, result_row
 from engine.spec import Backend, Experiment, Spec
 
 MAX_BATCH = 32
 CORPUS_SAMPLE = 256  # real sentences whose mean norm, with the story's, is the "reference" norm (mini backend)
 Progress = Callable[[str, float], None]
-# Statuses a result from an earlier run keeps on resume (as engine.store does); anything else runs again.
-FINISHED = (ev.DONE, ev.FAILED)
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Models:
 class RunResult:
     status: str  # done | failed | interrupted
     experiments: tuple[dict[str, Any], ...]  # result rows in queue order (pending ones included)
-    best: str | None
+    best: dict[str, str]  # story -> its best experiment (engine.results.best_by_story)
 
 
 _models: dict[Backend, Models] = {}
@@ -139,8 +138,6 @@ class _Queue:
         self.spec = spec
 
     def rows(self) -> tuple[dict[str, Any], ...]:
-        from engine.optimize import result_row
-
         out = []
         for name in self.names:
             if name in self.results:
@@ -150,9 +147,22 @@ class _Queue:
                 out.append(result_row(experiment, self.spec.story_of(experiment), self.status[name]))
         return tuple(out)
 
-    def best(self) -> str | None:
-        done = [r for r in self.rows() if r["status"] == ev.DONE and r.get("final_sim") is not None]
-        return max(done, key=lambda r: r["final_sim"])["name"] if done else None
+    def best(self) -> dict[str, str]:
+        return best_by_story(self.rows())
+
+    def finish(self, result: dict[str, Any], emit: Callable[[ev.Event], None]) -> None:
+        name = result["name"]
+        self.results[name], self.status[name] = result, result["status"]
+        # A copy: consumers may take keys out (the store moves z to the embeddings file).
+        emit(ev.ExperimentFinished(name, result["status"], dict(result)))
+        emit(self.event())
+
+    def skip_pending(self, names: Any, emit: Callable[[ev.Event], None]) -> None:
+        """Pending experiments asked to be skipped end as skipped without running."""
+        for name in self.names:
+            if name in names and self.status[name] == ev.PENDING:
+                experiment = self.experiments[name]
+                self.finish(result_row(experiment, self.spec.story_of(experiment), ev.SKIPPED), emit)
 
 
 def run_queue(
@@ -180,8 +190,11 @@ def run_queue(
             queue.reload(new_spec)
             emit(queue.event())
 
-    def between_steps(running: bool) -> str | None:
-        """Pause, live reload, stop and skip: the engine's only contact with its controller."""
+    def between_steps(running: frozenset[str]) -> str | frozenset[str] | None:
+        """Pause, live reload, stop and skip: the engine's only contact with its controller.
+
+        Returns "stop", the names of running experiments to skip, or None.
+        """
         if control is not None:
             reload()
             if control.paused and not stop_requested():
@@ -192,12 +205,14 @@ def run_queue(
                 reload()
         if stop_requested():
             return "stop"
-        if running and control is not None and control.take_skip():
-            return "skip"
-        return None
+        skip = control.take_skip() if control is not None else set()
+        if not skip:
+            return None
+        queue.skip_pending(skip, emit)
+        return running if None in skip else frozenset(running & skip)
 
     while True:
-        command = between_steps(running=False)
+        command = between_steps(frozenset())
         batch = queue.next_batch()
         if not batch:
             break
@@ -224,15 +239,12 @@ def run_queue(
         outcome: list[str] = []
 
         def on_finished(result: dict[str, Any]) -> None:
-            name = result["name"]
-            queue.results[name], queue.status[name] = result, result["status"]
-            # A copy: consumers may take keys out (the store moves z to the embeddings file).
-            emit(ev.ExperimentFinished(name, result["status"], dict(result)))
-            emit(queue.event())
+            queue.finish(result, emit)
 
-        def poll() -> str | None:
-            command = between_steps(running=True)
-            if command:
+        def poll() -> str | frozenset[str] | None:
+            running = frozenset(n for n in queue.names if queue.status[n] == ev.RUNNING)
+            command = between_steps(running)
+            if command == "stop":
                 outcome.append(command)
             return command
 
@@ -286,8 +298,6 @@ def _ready(backend: Backend, models: Models | None, spec: Spec, emit: Callable[[
 
 
 def _fail_pending(queue: _Queue, error: str, emit: Callable[[ev.Event], None]) -> None:
-    from engine.optimize import result_row
-
     for name in queue.names:
         if queue.status[name] == ev.PENDING:
             experiment = queue.experiments[name]

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from engine import events as ev
 from engine import report
+from engine.results import FIELDS, FINISHED, best_by_story, settings
 
 CONFIG_FILE = "config.toml"
 EVENTS_FILE = "events.jsonl"
@@ -35,7 +36,7 @@ RESULTS_FILE = report.RESULTS_FILE
 MARKDOWN_FILE = "results.md"
 CSV_FILE = "results.csv"
 EMBEDDINGS_FILE = "embeddings.safetensors"
-COMPLETED = (ev.DONE, ev.FAILED)  # statuses a resume keeps; everything else runs again
+COMPLETED = FINISHED  # statuses a resume keeps; everything else runs again
 
 
 class StoreError(Exception):
@@ -292,22 +293,23 @@ class RunStore:
         """Rows of results.json in queue order; unfinished ones as pending/running placeholders."""
         with self._lock:
             names = list(self._order) + [n for n in self._rows if n not in self._order]
-            return [self._row(name) for name in names]
+            rows = [self._row(name) for name in names]
+            best = set(best_by_story(rows).values())
+            for row in rows:
+                row["best"] = row["name"] in best
+            return rows
 
     def _row(self, name: str) -> dict[str, Any]:
         row = self._rows.get(name)
         if row is not None and name not in self._live:
-            out = {f: row.get(f) for f in report.FIELDS}
+            out = {f: row.get(f) for f in FIELDS}
             out.update({k: v for k, v in row.items() if k not in out})
             return _finite(out)
-        out = dict.fromkeys(report.FIELDS)
+        out = dict.fromkeys(FIELDS)
         out.update(name=name, status=self._live.get(name, ev.PENDING))
         experiment = self._experiment(name)
         if experiment is not None:
-            out.update(
-                init_text=experiment.init, story=experiment.story, lr=experiment.lr, steps=experiment.steps,
-                optimizer=experiment.optimizer, objective=experiment.objective.label, norm=experiment.norm,
-            )  # fmt: skip
+            out.update(settings(experiment, self.spec.story_of(experiment)))
         out.update(self._started_rows.get(name, {}))
         return _finite(out)
 
@@ -325,7 +327,7 @@ class RunStore:
                 "config": self.config_path,
                 "started": self.started,
                 "finished": self.finished,
-                "best": report.best_name(rows),
+                "best": best_by_story(rows),
                 "resumed": list(self.resumed),
                 "backend": self.backend,
                 "error": self.error,

@@ -47,7 +47,7 @@ class QueuePanel(Widget, can_focus=True):
         self._lines: list[Text] = []
         self._wanted: str | None = None  # selected before its row existed
 
-    def show(self, state: RunState, best: str | None = None) -> None:
+    def show(self, state: RunState, best: frozenset[str] = frozenset()) -> None:
         selected = self.selected_name()
         self.names = tuple(state.experiments)
         if self._wanted in self.names:
@@ -65,9 +65,9 @@ class QueuePanel(Widget, can_focus=True):
         return max(8, self.size.width - 3 - SIM_WIDTH - TREND_WIDTH)  # glyph (2) and a margin (1)
 
     @staticmethod
-    def _line(x: ExperimentView, best: str | None, width: int) -> Text:
+    def _line(x: ExperimentView, best: frozenset[str], width: int) -> Text:
         style = STATUS_STYLES.get(x.status, "")
-        mark = "★" if best == x.name else STATUS_GLYPHS.get(x.status, "?")
+        mark = "★" if x.name in best else STATUS_GLYPHS.get(x.status, "?")
         return Text.assemble(
             (mark + " ", style),
             (ellipsize(x.name, width).ljust(width), style),

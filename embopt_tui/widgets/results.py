@@ -8,6 +8,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from engine.results import best_by_story
+
 from embopt_tui.widgets.format import ellipsize, num
 
 
@@ -33,10 +35,9 @@ CLIP = {"init_text": (16, 28), "decoded_z": (30, 48)}
 FIELDS = tuple(c[1] for c in COLUMNS)
 
 
-def best_of(results: list[dict[str, Any]]) -> str | None:
-    """The finished experiment with the highest final similarity (the report's rule)."""
-    done = [r for r in results if r.get("status") == "done" and r.get("final_sim") is not None]
-    return max(done, key=lambda r: r["final_sim"])["name"] if done else None
+def best_of(results: list[dict[str, Any]]) -> frozenset[str]:
+    """The best experiment of each story (the report's rule)."""
+    return frozenset(best_by_story(results).values())
 
 
 class ResultsTable(DataTable[Text]):
@@ -47,7 +48,7 @@ class ResultsTable(DataTable[Text]):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="column", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self.results: list[dict[str, Any]] = []
-        self.best: str | None = None
+        self.best: frozenset[str] = frozenset()
         self.sort_field: str | None = None
         self.sort_reverse = False
         self.narrow = False
@@ -56,7 +57,7 @@ class ResultsTable(DataTable[Text]):
     def on_mount(self) -> None:
         self._fill()
 
-    def show(self, results: list[dict[str, Any]], best: str | None) -> None:
+    def show(self, results: list[dict[str, Any]], best: frozenset[str]) -> None:
         key = (tuple((r.get("name"), r.get("status"), r.get("final_sim")) for r in results), best)
         if key == self._shown:
             return
@@ -101,7 +102,7 @@ class ResultsTable(DataTable[Text]):
             arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_field else ""
             self.add_column(Text(header + arrow, justify="right" if right else "left"), key=key)
         for row in self.ordered():
-            is_best = row.get("name") == self.best
+            is_best = row.get("name") in self.best
             failed = row.get("status") not in (None, "done")
             cells = []
             for header, key, fmt, right in COLUMNS:

@@ -221,7 +221,7 @@ def test_usage_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> N
 def test_headless_run_writes_the_run_directory(reference: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     proc, run_dir = reference
     assert proc.returncode == 0, proc.stderr
-    assert f"run directory: {run_dir}" in proc.stdout and "Best: " in proc.stdout
+    assert f"run directory: {run_dir}" in proc.stdout and "Best for story lily: " in proc.stdout
     assert run_dir.name.endswith("-queue")
     assert (run_dir / "config.toml").read_text() == (run_dir.parent.parent / "queue.toml").read_text()
     data = results(run_dir)
@@ -233,13 +233,21 @@ def test_headless_run_writes_the_run_directory(reference: tuple[subprocess.Compl
         assert row["status"] == "done" and row["error"] is None
         assert row["steps_done"] == row["steps"] and len(row["trajectory"]) >= row["steps"]
         assert math.isclose(row["improvement"], row["final_sim"] - row["init_sim"], abs_tol=1e-6)
-    best = max(data["experiments"], key=lambda r: r["final_sim"])["name"]
-    assert data["best"] == best
+    # best per story: only experiments on the same story compete
+    by_story: dict[str, dict] = {}
+    for row in data["experiments"]:
+        if row["story"] not in by_story or row["final_sim"] > by_story[row["story"]]["final_sim"]:
+            by_story[row["story"]] = row
+    assert data["best"] == {story: row["name"] for story, row in by_story.items()}
+    assert [r["name"] for r in data["experiments"] if r["best"]] == [
+        r["name"] for r in data["experiments"] if r["name"] in data["best"].values()
+    ]
+    best = data["best"]["lily"]
 
     md = (run_dir / "results.md").read_text().splitlines()
     assert [c.strip() for c in md[0].strip("|").split("|")] == [*REFERENCE_COLUMNS, "Oracle", "Round-trip", "Decoded z"]
     assert any(line.startswith(f"| **{best}** |") for line in md)
-    assert md[-1].startswith(f"**Best**: `{best}`")
+    assert any(line.startswith(f"**Best** for story lily: `{best}`") for line in md)
     rows = list(csv.DictReader(io.StringIO((run_dir / "results.csv").read_text())))
     assert [r["name"] for r in rows] == ["a", "b", "c", "d"]
 
@@ -257,7 +265,8 @@ def test_report_in_every_format(reference: tuple[subprocess.CompletedProcess[str
     data = results(run_dir)
     table = cli("report", str(run_dir), cwd=run_dir)
     assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:2] == ["Experiment", "Init"]
-    assert any(line.startswith(f"* {data['best']} ") for line in table.stdout.splitlines())
+    marked = [line.split()[1] for line in table.stdout.splitlines() if line.startswith("* ")]
+    assert marked == [r["name"] for r in data["experiments"] if r["best"]] and len(marked) == 2
     md = cli("report", str(run_dir), "--format", "markdown", cwd=run_dir)
     assert md.stdout == (run_dir / "results.md").read_text()
     csv_out = cli("report", str(run_dir), "--format", "csv", cwd=run_dir)
@@ -362,7 +371,7 @@ norm = "none"
     run_dir = only_run(tmp_path / "runs")
     data = results(run_dir)
     rows = {r["name"]: r for r in data["experiments"]}
-    assert data["status"] == "failed" and data["best"] == "fine"
+    assert data["status"] == "failed" and data["best"] == {"lily": "fine"}
     assert rows["fine"]["status"] == "done" and math.isfinite(rows["fine"]["final_sim"])
     assert rows["boom"]["status"] == "failed" and rows["boom"]["error"]
 

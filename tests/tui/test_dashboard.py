@@ -48,10 +48,10 @@ async def test_queue_runs_to_the_finished_table_with_the_best_marked(small_queue
         rows = table_rows(app)
         assert sorted(r[0].lstrip("★ ").strip() for r in rows) == sorted(NAMES)
         marked = [r[0] for r in rows if r[0].startswith("★")]
-        assert marked == [f"★ {saved['best']}"]
+        assert marked == [f"★ {name}" for name in saved["best"].values()]
         headers = [c.label.plain for c in app.query_one("#table", ResultsTable).ordered_columns]
         assert headers == list(report.COLUMNS)
-        best_row = next(r for r in saved["experiments"] if r["name"] == saved["best"])
+        best_row = next(r for r in saved["experiments"] if r["best"])
         assert f"{best_row['final_sim']:.3f}" in next(r for r in rows if r[0].startswith("★"))
 
         # Sorting by a column from the keyboard: Final Sim, descending, then reversed.

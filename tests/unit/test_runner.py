@@ -17,6 +17,7 @@ RESULT_KEYS = {
     "name", "init_text", "story", "lr", "steps", "steps_done", "optimizer", "objective", "norm", "status", "init_sim",
     "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim", "decoded_z",
     "decoded_predictions", "targets", "exact_match", "seconds", "error", "trajectory", "z",
+    "decode_every", "beam_size", "seed", "optimize", "context",
 }
 STORIES = {
     "lily": Story("lily", LILY_STORY, optimize=0, targets=(1,)),
@@ -68,7 +69,9 @@ def test_a_queue_runs_in_batches_per_story(tiny_backend, models):
     assert [r["name"] for r in result.experiments] == ["a", "b", "c"]
     for row in result.experiments:
         assert set(row) == RESULT_KEYS and row["status"] == "done" and row["error"] is None
-    assert result.best == max(result.experiments, key=lambda r: r["final_sim"])["name"]
+    # best per story: "a" and "c" share a story and compete; "b" is alone on its own
+    ac = max((r for r in result.experiments if r["name"] in "ac"), key=lambda r: r["final_sim"])["name"]
+    assert result.best == {"lily": ac, "later": "b"}
     started = {e.name: e.batch for e in rec.of(ev.ExperimentStarted)}
     assert started == {"a": ("a", "c"), "c": ("a", "c"), "b": ("b",)}
     assert isinstance(rec.events[0], ev.QueueChanged) and rec.events[0].statuses == ("pending",) * 3
@@ -87,7 +90,7 @@ def test_stop_mid_run_keeps_trajectories_as_interrupted(tiny_backend, models):
     assert rows["a"]["status"] == rows["c"]["status"] == "interrupted"
     assert rows["a"]["steps_done"] == 2 and len(rows["a"]["trajectory"]) == 3 and rows["a"]["z"] is not None
     assert rows["b"]["status"] == "pending" and rows["b"]["trajectory"] == []
-    assert result.best is None
+    assert result.best == {}
 
 
 def test_skip_ends_the_running_batch_and_the_queue_goes_on(tiny_backend, models):
@@ -98,6 +101,24 @@ def test_skip_ends_the_running_batch_and_the_queue_goes_on(tiny_backend, models)
     assert rows["a"]["status"] == rows["c"]["status"] == "skipped"
     assert rows["a"]["steps_done"] == 2
     assert rows["b"]["status"] == "done" and result.status == "done"
+
+
+def test_skip_by_name_ends_that_experiment_only_and_skips_a_pending_one(tiny_backend, models):
+    control = QueueControl()
+
+    def hook(event):
+        if isinstance(event, ev.Step) and event.step == 2 and event.name == "a":
+            control.request_skip("a")
+            control.request_skip("b")  # pending: it never runs
+
+    rec = Recorder(hook)
+    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control.should_stop, control=control, models=models)
+    rows = {r["name"]: r for r in result.experiments}
+    assert rows["a"]["status"] == "skipped" and rows["a"]["steps_done"] == 2
+    assert rows["c"]["status"] == "done" and rows["c"]["steps_done"] == rows["c"]["steps"]
+    assert rows["b"]["status"] == "skipped" and rows["b"]["steps_done"] == 0
+    assert not any(e.name == "b" for e in rec.of(ev.ExperimentStarted))
+    assert result.status == "done" and result.best == {"lily": "c"}
 
 
 def test_pause_waits_and_announces(tiny_backend, models):
@@ -205,7 +226,7 @@ def test_a_backend_that_cannot_load_fails_every_pending_experiment(tiny_backend)
     backend = dataclasses.replace(tiny_backend, predictor="/nonexistent/predictor")
     rec = Recorder()
     result = run_queue(make_spec(backend, *QUEUE), rec, lambda: False)
-    assert result.status == "failed" and result.best is None
+    assert result.status == "failed" and result.best == {}
     assert [r["status"] for r in result.experiments] == ["failed"] * 3
     assert "does not exist" in rec.of(ev.BackendFailed)[0].error
     assert result.experiments[0]["error"] == rec.of(ev.BackendFailed)[0].error

@@ -52,7 +52,7 @@ def test_create_names_the_directory_and_keeps_the_exact_config(tmp_path: Path) -
     assert re.fullmatch(r"\d{8}T\d{6}Z-my queue", store.run_dir.name)
     assert (store.run_dir / "config.toml").read_text() == CONFIG
     data = results(store)
-    assert data["status"] == "running" and data["finished"] is None and data["best"] is None
+    assert data["status"] == "running" and data["finished"] is None and data["best"] == {}
     assert [r["name"] for r in data["experiments"]] == ["a", "b", "c"]
     assert {r["status"] for r in data["experiments"]} == {"pending"}
     second = RunStore.create(tmp_path / "my queue.toml", tmp_path / "runs")  # same second: a distinct directory
@@ -67,16 +67,16 @@ def test_a_run_writes_every_file_as_experiments_finish(tmp_path: Path) -> None:
     store.record(ev.ExperimentFinished(name="a", status="done", result=result("a", final=0.299)))
     # Finished work is on disk before the run ends.
     data = results(store)
-    assert data["experiments"][0]["final_sim"] == 0.299 and data["best"] == "a"
+    assert data["experiments"][0]["final_sim"] == 0.299 and data["best"] == {"lily": "a"}
     assert "z" not in data["experiments"][0]
     store.record(ev.ExperimentFinished(name="b", status="done", result=result("b", final=0.305)))
     store.record(ev.ExperimentFinished(name="c", status="failed", result=result("c", "failed", final=math.nan, error="NaN loss")))
-    store.record(ev.RunFinished(status="failed", run_dir=str(store.run_dir), best="b"))
+    store.record(ev.RunFinished(status="failed", run_dir=str(store.run_dir), best={"lily": "b"}))
     store.close()
 
     data = results(store)
     assert set(data) >= {"status", "config", "started", "finished", "best", "experiments"}
-    assert data["status"] == "failed" and data["best"] == "b" and data["finished"]
+    assert data["status"] == "failed" and data["best"] == {"lily": "b"} and data["finished"]
     for row in data["experiments"]:
         assert set(report.FIELDS) <= set(row)
     assert data["experiments"][2]["final_sim"] is None  # NaN -> null: standard JSON
@@ -123,11 +123,11 @@ def test_open_keeps_finished_and_reruns_the_rest_after_a_torn_write(tmp_path: Pa
     again.record(ev.RunStarted(run_dir=str(again.run_dir), config_path="x", experiments=("a", "b", "c"), resumed=True))
     again.record(ev.ExperimentFinished(name="b", status="done", result=result("b", final=0.31)))
     again.record(ev.ExperimentFinished(name="c", status="done", result=result("c", final=0.2)))
-    again.record(ev.RunFinished(status="done", run_dir=str(again.run_dir), best="b"))
+    again.record(ev.RunFinished(status="done", run_dir=str(again.run_dir), best={"lily": "b"}))
     again.close()
     data = results(again)
     assert [r["status"] for r in data["experiments"]] == ["done"] * 3
-    assert data["best"] == "b" and data["status"] == "done" and len(data["resumed"]) == 1
+    assert data["best"] == {"lily": "b"} and data["status"] == "done" and len(data["resumed"]) == 1
     history, _ = read_events(events_path)
     assert sum(isinstance(e, ev.RunStarted) for e in history) == 2
 
@@ -160,7 +160,7 @@ def test_report_formats_side_by_side(tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(report.format_csv(runs))))
     assert len(rows) == 4 and rows[0]["run"] == runs[0].label
     assert [r["run_dir"] for r in json.loads(report.format_json(runs))] == [r.path for r in runs]
-    assert json.loads(report.format_json(runs[:1]))["best"] == "a"
+    assert json.loads(report.format_json(runs[:1]))["best"] == {"lily": "a"}
     with pytest.raises(report.ReportError, match="no such run directory"):
         report.load_run(tmp_path / "nope")
 

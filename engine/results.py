@@ -1,0 +1,131 @@
+"""The result row of one experiment: its schema, the statuses that end it, and "best".
+
+One place for what every face and file shows: ``results.json`` rows, the
+``ExperimentFinished`` events, the report's tables and the dashboard all take
+their rows from :func:`result_row` and their best marks from :func:`best_by_story`.
+Plain Python (no torch): ``engine.report`` and the CLI's start-up import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from engine.events import DONE, FAILED, INTERRUPTED, PENDING, SKIPPED
+from engine.spec import Experiment, Story
+
+# Statuses an experiment keeps once reached: a resume runs none of these again
+# (a skipped experiment was skipped on purpose). Interrupted ones run again.
+FINISHED = (DONE, FAILED, SKIPPED)
+# Statuses an ExperimentFinished event carries.
+ENDED = FINISHED + (INTERRUPTED,)
+
+# Field order of a results row; ``z`` lives in the embeddings file instead.
+FIELDS = (
+    "name", "init_text", "story", "lr", "steps", "steps_done", "optimizer", "objective", "norm",
+    "decode_every", "beam_size", "seed", "optimize", "context", "status",
+    "init_sim", "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim",
+    "decoded_z", "decoded_predictions", "targets", "exact_match", "best", "seconds", "error", "trajectory",
+)  # fmt: skip
+
+
+@dataclass
+class Row:
+    """One experiment's record while its batch runs."""
+
+    experiment: Experiment
+    steps: int
+    status: str = PENDING
+    trajectory: list[float] = field(default_factory=list)
+    init_sim: float | None = None
+    oracle_sim: float | None = None
+    roundtrip_sim: float | None = None
+    decoded_z: str | None = None
+    decoded_predictions: list[str] = field(default_factory=list)
+    exact_match: list[bool] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    z: list[float] | None = None
+
+    @property
+    def steps_done(self) -> int:
+        return max(0, len(self.trajectory) - 1)
+
+
+def settings(experiment: Experiment, story: Story) -> dict[str, Any]:
+    """What the experiment was asked to do: the row's fields known before it runs."""
+    return {
+        "name": experiment.name,
+        "init_text": experiment.init,
+        "story": experiment.story,
+        "lr": experiment.lr,
+        "steps": experiment.steps,
+        "optimizer": experiment.optimizer,
+        "objective": experiment.objective.label,
+        "norm": experiment.norm,
+        "decode_every": experiment.decode_every,
+        "beam_size": experiment.beam_size,
+        "seed": experiment.seed,
+        "optimize": story.optimize,
+        "context": list(story.context),
+        "targets": [story.sentences[t] for t in story.targets],
+    }
+
+
+def result_row(experiment: Experiment, story: Story, status: str = PENDING, row: Row | None = None) -> dict[str, Any]:
+    """The experiment's row of ``results.json`` (metrics None where not measured)."""
+    traj = row.trajectory if row else []
+    best = max(range(len(traj)), key=traj.__getitem__) if traj else None
+    init = row.init_sim if row else None
+    final = traj[-1] if traj and status != FAILED else None
+    out = {f: None for f in FIELDS if f != "best"}  # "best" compares rows: the store marks it
+    out.update(settings(experiment, story))
+    out.update(
+        status=status,
+        steps_done=row.steps_done if row else 0,
+        init_sim=init,
+        final_sim=final,
+        best_sim=traj[best] if best is not None else None,
+        best_step=best,
+        improvement=final - init if final is not None and init is not None else None,
+        oracle_sim=row.oracle_sim if row else None,
+        roundtrip_sim=row.roundtrip_sim if row else None,
+        decoded_z=row.decoded_z if row else None,
+        decoded_predictions=list(row.decoded_predictions) if row else [],
+        exact_match=list(row.exact_match) if row else [],
+        seconds=round(row.seconds, 3) if row else 0.0,
+        error=row.error if row else None,
+        trajectory=list(traj),
+        z=row.z if row else None,
+    )
+    return out
+
+
+def best_by_story(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Per story, the done experiment with the highest final similarity.
+
+    Only experiments of one story are compared: similarities to different
+    targets do not measure the same thing.
+    """
+    best: dict[str, tuple[float, str]] = {}
+    for row in rows:
+        sim = row.get("final_sim")
+        if row.get("status") != DONE or not _is_number(sim) or sim != sim:
+            continue
+        story = str(row.get("story") or "")
+        if story not in best or sim > best[story][0]:
+            best[story] = (float(sim), str(row["name"]))
+    return {story: name for story, (_, name) in best.items()}
+
+
+def best_names(best: Any) -> frozenset[str]:
+    """The names a results file's ``best`` marks: a {story: name} object (or, from older runs, one name)."""
+    if isinstance(best, Mapping):
+        return frozenset(str(v) for v in best.values())
+    if isinstance(best, str):
+        return frozenset((best,))
+    return frozenset()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
