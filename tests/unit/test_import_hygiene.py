@@ -16,7 +16,7 @@ HEAVY = ("torch", "fairseq2", "sonar")
 # What `embopt-tui --check` / `report` / starting a run load before the engine thread starts.
 LIGHT = (
     "embopt_tui.cli", "engine.spec", "engine.events", "engine.control",
-    "engine.report", "engine.store", "engine.session",
+    "engine.report", "engine.store", "engine.session", "engine.bank_source",
 )  # fmt: skip
 
 PROBE = """
