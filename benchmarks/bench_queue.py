@@ -52,7 +52,7 @@ class Timing:
 def seed_style(spec, models) -> Timing:
     import torch
 
-    from engine.optimize import build_problem
+    from engine.problem import build_problem
 
     space, predictor = models.space, models.predictor
     encoder, decoder = space.encoder_pipeline, space.decoder_pipeline  # the public sonar pipelines

@@ -69,6 +69,17 @@ class BackendFailed(Event):
 
 
 @dataclass(frozen=True)
+class BankLoading(Event):
+    """A sentence bank being encoded (``done`` of ``total`` sentences), or ready (``done == total``)."""
+
+    kind: ClassVar[str] = "bank_loading"
+    bank: str
+    done: int
+    total: int
+    cached: bool = False  # ready: read from the cache, nothing encoded
+
+
+@dataclass(frozen=True)
 class QueueChanged(Event):
     """The whole queue after a change (start, live reload, status change)."""
 
@@ -120,6 +131,8 @@ class Decoded(Event):
     predictions: tuple[str, ...]
     targets: tuple[str, ...]
     exact: tuple[bool, ...]
+    text: str | None = None  # the best real sentence found so far (the honest score's sentence)
+    text_sim: float | None = None  # its score in z's place
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BackendLoading,
         BackendReady,
         BackendFailed,
+        BankLoading,
         QueueChanged,
         ConfigRejected,
         ExperimentStarted,

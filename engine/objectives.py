@@ -91,6 +91,11 @@ class Weights:
         )
 
 
+def cycle_distance(z: Tensor, again: Tensor) -> Tensor:
+    """[B] 1 - cos(z, E(D(z))): how far z is from the embedding of its own decoded text."""
+    return 1 - torch.nn.functional.cosine_similarity(z.float(), again.float(), dim=-1)
+
+
 def objective_loss(
     preds: Tensor,
     targets: Tensor,
@@ -99,11 +104,13 @@ def objective_loss(
     sims: Tensor | None = None,
     scorer: TokenScorer | None = None,
     tokens: TargetTokens | None = None,
+    cycle: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """[B] loss per row: sum over terms of weight * term, each term averaged over targets.
 
     Terms nobody in the batch uses are not computed; ``decoder_ce`` (a decoder
-    pass per target) runs only on the rows that weight it.
+    pass per target) runs only on the rows that weight it. ``cycle`` is
+    (z [B, D], E(D(z)) [B, D]), the second held fixed (no gradient through the decoder).
     """
     if sims is None:
         sims = cosine_sims(preds, targets)
@@ -120,4 +127,8 @@ def objective_loss(
         rows = weights.ce_rows
         ce = decoder_ce(scorer, preds[rows], tokens).float().mean(dim=1)
         loss = loss.index_add(0, rows, w["decoder_ce"][rows] * ce)
+    if used["cycle"]:
+        if cycle is None:
+            raise ValueError("cycle needs z and the embedding of its decoded text")
+        loss = loss + w["cycle"] * cycle_distance(cycle[0], cycle[1].detach())
     return loss

@@ -8,6 +8,7 @@ Plain Python (no torch): ``engine.report`` and the CLI's start-up import it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -22,9 +23,10 @@ ENDED = FINISHED + (INTERRUPTED,)
 
 # Field order of a results row; ``z`` lives in the embeddings file instead.
 FIELDS = (
-    "name", "init_text", "story", "lr", "steps", "steps_done", "optimizer", "objective", "norm",
-    "decode_every", "beam_size", "seed", "optimize", "context", "status",
+    "name", "init_text", "story", "method", "lr", "steps", "steps_done", "optimizer", "objective", "norm",
+    "decode_every", "beam_size", "seed", "bank", "options", "optimize", "context", "status",
     "init_sim", "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim",
+    "text_sim", "text", "text_exact_match", "scored", "top",
     "decoded_z", "decoded_predictions", "targets", "exact_match", "best", "seconds", "error", "trajectory",
 )  # fmt: skip
 
@@ -46,6 +48,12 @@ class Row:
     error: str | None = None
     seconds: float = 0.0
     z: list[float] | None = None
+    # The honest score (engine.methods.base): the best real sentence found and its score in z's place.
+    text: str | None = None
+    text_sim: float | None = None
+    text_exact_match: list[bool] = field(default_factory=list)
+    scored: int = 0
+    top: list[dict[str, Any]] | None = None  # bank methods: [{"text", "sim"}], best first
 
     @property
     def steps_done(self) -> int:
@@ -66,6 +74,9 @@ def settings(experiment: Experiment, story: Story) -> dict[str, Any]:
         "decode_every": experiment.decode_every,
         "beam_size": experiment.beam_size,
         "seed": experiment.seed,
+        "method": experiment.method,
+        "bank": experiment.bank,
+        "options": dataclasses.asdict(experiment.options),
         "optimize": story.optimize,
         "context": list(story.context),
         "targets": [story.sentences[t] for t in story.targets],
@@ -90,6 +101,11 @@ def result_row(experiment: Experiment, story: Story, status: str = PENDING, row:
         improvement=final - init if final is not None and init is not None else None,
         oracle_sim=row.oracle_sim if row else None,
         roundtrip_sim=row.roundtrip_sim if row else None,
+        text=row.text if row else None,
+        text_sim=row.text_sim if row else None,
+        text_exact_match=list(row.text_exact_match) if row else [],
+        scored=row.scored if row else 0,
+        top=row.top if row else None,
         decoded_z=row.decoded_z if row else None,
         decoded_predictions=list(row.decoded_predictions) if row else [],
         exact_match=list(row.exact_match) if row else [],

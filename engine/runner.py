@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from engine import events as ev
@@ -122,8 +123,9 @@ class _Queue:
         pending = [self.experiments[n] for n in self.names if self.status[n] == ev.PENDING]
         if not pending:
             return []
-        story = pending[0].story
-        return [e for e in pending if e.story == story][:MAX_BATCH]
+        first = pending[0]
+        same = [e for e in pending if (e.story, e.method, e.bank) == (first.story, first.method, first.bank)]
+        return same[:MAX_BATCH]
 
     def reload(self, spec: Spec) -> None:
         """Pending experiments follow the new spec; running and finished ones stay as they are."""
@@ -180,6 +182,7 @@ def run_queue(
     stopped = False
     injected: dict[Backend, Models] = {spec.backend: models} if models is not None else {}
     loaded: dict[Backend, Models] = {}
+    banks: dict[tuple[str, Backend], Any] = {}
 
     def stop_requested() -> bool:
         return should_stop() or (control is not None and control.should_stop())
@@ -250,6 +253,13 @@ def run_queue(
 
         from engine.optimize import optimize_batch
 
+        try:
+            bank = _bank(batch[0].bank, queue.spec, current, emit, banks)
+        except Exception as err:  # an unreadable bank fails its batch; the queue goes on
+            error = f"{type(err).__name__}: {err}".splitlines()[0]
+            for experiment in batch:
+                queue.finish(dict(result_row(experiment, story, ev.FAILED), error=error), emit)
+            continue
         optimize_batch(
             batch,
             story,
@@ -259,6 +269,7 @@ def run_queue(
             on_finished=on_finished,
             poll=poll,
             corpus_norms=current.corpus_norms,
+            bank=bank,
         )
         if "stop" in outcome:
             stopped = True
@@ -295,6 +306,32 @@ def _ready(backend: Backend, models: Models | None, spec: Spec, emit: Callable[[
         )
     )
     return models
+
+
+def _bank(value: str | None, spec: Spec, models: Models, emit: Callable[[ev.Event], None], banks: dict) -> Any:
+    """The batch's sentence bank, loaded once per run (encoded once per machine: engine.bank caches it)."""
+    if value is None:
+        return None
+    key = (value, models.backend)
+    if key not in banks:
+        from engine.bank import load_bank
+
+        label = "corpus" if value == "corpus" else Path(value).name
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if done in (0, total) or now - last[0] >= 0.25:  # a few events a second at most
+                last[0] = now
+                emit(ev.BankLoading(label, done, total))
+
+        backend = models.backend
+        bank = load_bank(
+            value, spec.path.parent, models.space, encoder=backend.encoder, dtype=backend.dtype, progress=progress
+        )
+        emit(ev.BankLoading(label, len(bank), len(bank), cached=bank.cached))
+        banks[key] = bank
+    return banks[key]
 
 
 def _fail_pending(queue: _Queue, error: str, emit: Callable[[ev.Event], None]) -> None:

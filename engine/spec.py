@@ -25,10 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from engine.bank_source import BANK_CORPUS, bank_source_problem, resolve_bank_path
+from engine.methods.options import (
+    BANK_METHODS,
+    GRADIENT,
+    METHOD_OPTIONS,
+    METHODS,
+    all_option_keys,
+    methods_with,
+    option_fields,
+)
 from engine.predictor_dir import predictor_dir_problem
 
 OPTIMIZERS = ("adam", "sgd")
-OBJECTIVES = ("cosine", "mse", "decoder_ce")
+OBJECTIVES = ("cosine", "mse", "decoder_ce", "cycle")
+SOLO_OBJECTIVES = OBJECTIVES[:3]  # cycle needs a target term beside it
 BACKENDS = ("mini", "sonar")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -50,6 +61,7 @@ STORY_KEYS = ("sentences", "optimize", "targets", "context")
 # Per-experiment settings; all of them may also be given in [defaults].
 DEFAULTABLE_KEYS = (
     "story", "init", "lr", "steps", "optimizer", "objective", "norm", "decode_every", "beam_size", "seed",
+    "method", "bank", *all_option_keys(),
 )  # fmt: skip
 EXPERIMENT_KEYS = ("name", *DEFAULTABLE_KEYS)
 
@@ -62,6 +74,8 @@ _ALIASES = {
     "optimize_index": "optimize", "sentence": "sentences", "text": "sentences", "prefix": "context",
     "predictor_path": "predictor", "model": "predictor", "experiment": "experiments", "story": "stories",
     "default": "defaults", "precision": "dtype", "backend_kind": "kind", "type": "kind",
+    "algorithm": "method", "search": "method", "sentences_file": "bank", "corpus": "bank", "k": "top_k",
+    "snap": "snap_every", "batch_size": "search_width", "width": "search_width", "project_nearest": "nearest",
 }  # fmt: skip
 
 
@@ -127,6 +141,9 @@ class Experiment:
     decode_every: int = 10
     beam_size: int = 1
     seed: int = 0
+    method: str = GRADIENT  # one of engine.methods.options.METHODS
+    bank: str | None = None  # "corpus" or the absolute path of a sentence file
+    options: Any = METHOD_OPTIONS[GRADIENT]()  # the method's options dataclass
 
 
 @dataclass(frozen=True)
@@ -483,20 +500,44 @@ class _Parser:
             return self.objective(value, at)
         if key == "norm":
             return self.norm(value, at)
-        raise AssertionError(key)  # known_keys ran first
+        if key == "method":
+            if not isinstance(value, str) or value not in METHODS:
+                hint = suggest(value, METHODS) if isinstance(value, str) else None
+                tail = f" (did you mean '{hint}'?)" if hint else ""
+                raise self.fail(at, f"must be one of {_choices(METHODS)}; got {_describe(value)}{tail}")
+            return value
+        if key == "bank":
+            written = self.text_value(value, at)
+            problem = bank_source_problem(written, self.base_dir)
+            if problem:
+                raise self.fail(at, problem)
+            return written if written == BANK_CORPUS else str(resolve_bank_path(written, self.base_dir).absolute())
+        return self.option(key, value, at)
+
+    def option(self, key: str, value: Any, at: _At) -> Any:
+        """A method option, checked by the type and minimum its dataclass field declares."""
+        spec = option_fields(methods_with(key)[0])[key]
+        if spec.type in (bool, "bool"):
+            if not isinstance(value, bool):
+                raise self.fail(at, f"must be true or false, got {_describe(value)}")
+            return value
+        minimum = spec.metadata.get("minimum")
+        return self.integer(value, at, minimum=minimum if minimum is not None else -(2**63))
 
     def objective(self, value: Any, at: _At) -> Objective:
+        if value == "cycle":
+            raise self.fail(at, "cycle alone has no target: add it to another term, e.g. {cosine = 1.0, cycle = 0.5}")
         if isinstance(value, str):
-            return Objective(((self.choice(value, at, OBJECTIVES), 1.0),))
+            return Objective(((self.choice(value, at, SOLO_OBJECTIVES), 1.0),))
         if not isinstance(value, dict):
             raise self.fail(
-                at, f"must be one of {_choices(OBJECTIVES)} or a table of weights such as "
+                at, f"must be one of {_choices(SOLO_OBJECTIVES)} or a table of weights such as "
                 f"{{cosine = 1.0, decoder_ce = 0.1}}; got {_describe(value)}",
             )  # fmt: skip
         self.known_keys(value, at, OBJECTIVES)
         weights = {name: self.number(w, at.key(name), minimum=0, strict=False) for name, w in value.items()}
-        if not any(w > 0 for w in weights.values()):
-            raise self.fail(at, "needs at least one weight > 0")
+        if not any(w > 0 for name, w in weights.items() if name != "cycle"):
+            raise self.fail(at, "needs at least one weight > 0 on a term other than cycle")
         return Objective(tuple((name, weights[name]) for name in OBJECTIVES if weights.get(name, 0) > 0))
 
     def norm(self, value: Any, at: _At) -> str | float:
@@ -546,4 +587,24 @@ class _Parser:
                     at, f"which story? set 'story' here or in [defaults] (stories: {', '.join(self.stories)})"
                 )
             values["story"] = next(iter(self.stories))
-        return Experiment(name=name, **values)
+        return self.with_method(values, raw, at, name)
+
+    def with_method(self, values: dict[str, Any], raw: dict[str, Any], at: _At, name: str) -> Experiment:
+        """Split the method's options from the other settings and check what the method needs."""
+        method = values.get("method", GRADIENT)
+        fields = option_fields(method)
+        for key in raw:
+            if key in all_option_keys() and key not in fields:
+                owners = ", ".join(methods_with(key))
+                raise self.fail(at.key(key), f"is an option of method {owners}, not of method {method}")
+        # [defaults] may set options of several methods: each experiment takes those of its own.
+        chosen = {k: values.pop(k) for k in list(values) if k in all_option_keys()}
+        options = METHOD_OPTIONS[method](**{k: v for k, v in chosen.items() if k in fields})
+        bank = values.get("bank")
+        if bank is None and (method in BANK_METHODS or getattr(options, "nearest", False)):
+            needs = f"method = \"{method}\"" if method in BANK_METHODS else "nearest = true"
+            raise self.fail(at, f"{needs} needs a sentence bank: set bank = \"corpus\" or the path of a text file")
+        objective = values.get("objective")
+        if method in BANK_METHODS and objective is not None and "cycle" in dict(objective.weights):
+            raise self.fail(at.key("objective"), f"the cycle term applies to method gradient, not {method}")
+        return Experiment(name=name, options=options, **values)

@@ -16,7 +16,8 @@ HEAVY = ("torch", "fairseq2", "sonar")
 # What `embopt-tui --check` / `report` / starting a run load before the engine thread starts.
 LIGHT = (
     "embopt_tui.cli", "engine.spec", "engine.events", "engine.control",
-    "engine.report", "engine.store", "engine.session", "engine.bank_source",
+    "engine.report", "engine.store", "engine.session", "engine.bank_source", "engine.results",
+    "engine.methods", "engine.methods.options",
 )  # fmt: skip
 
 PROBE = """

@@ -7,7 +7,9 @@ import torch
 
 from engine.events import Decoded, ExperimentStarted, Step
 from engine.mini.corpus import LILY_STORY
-from engine.optimize import build_problem, optimize_batch, optimizer_step, predict
+from engine.methods.gradient import optimizer_step
+from engine.optimize import optimize_batch
+from engine.problem import build_problem, predict
 from engine.predictors import BEGIN_TEXT
 from engine.runner import load_models
 from engine.spec import Experiment, Objective, Story
@@ -176,7 +178,7 @@ def test_add_begin_predictors_get_the_begin_sentence_first(models, tiny_dir, tmp
 
 
 def test_identical_rows_decode_once_to_the_same_text(models):
-    from engine.optimize import decode_unique
+    from engine.problem import decode_unique
 
     calls = []
     space = models.space

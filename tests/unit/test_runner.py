@@ -13,11 +13,13 @@ from engine.mini.corpus import LILY_STORY
 from engine.runner import RunResult, load_models, run_queue
 from engine.spec import Experiment, Spec, Story
 
+# Every results field the engine fills ("best" compares rows: the store marks it), plus z.
 RESULT_KEYS = {
-    "name", "init_text", "story", "lr", "steps", "steps_done", "optimizer", "objective", "norm", "status", "init_sim",
-    "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim", "decoded_z",
+    "name", "init_text", "story", "method", "lr", "steps", "steps_done", "optimizer", "objective", "norm", "status",
+    "init_sim", "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim", "decoded_z",
     "decoded_predictions", "targets", "exact_match", "seconds", "error", "trajectory", "z",
-    "decode_every", "beam_size", "seed", "optimize", "context",
+    "decode_every", "beam_size", "seed", "bank", "options", "optimize", "context",
+    "text", "text_sim", "text_exact_match", "scored", "top",
 }
 STORIES = {
     "lily": Story("lily", LILY_STORY, optimize=0, targets=(1,)),

@@ -85,9 +85,9 @@ MALFORMED = [
      "q.toml:9: stories.lily: unknown key 'target' (did you mean 'targets'?)"),
     ("unknown_defaults_key", _sub("lr = 0.02", 'lr = 0.02\nname = "x"'),
      "q.toml:6: defaults: unknown key 'name' (allowed: story, init, lr, steps, optimizer, objective, norm, "
-     "decode_every, beam_size, seed)"),
+     "decode_every, beam_size, seed, method, bank, snap_every, nearest, top_k, search_width, buffer_size)"),
     ("unknown_objective_term", _add("objective = {cosine = 1.0, ce = 0.1}\n"),
-     f"{EXP}.objective: unknown key 'ce' (allowed: cosine, mse, decoder_ce)"),
+     f"{EXP}.objective: unknown key 'ce' (allowed: cosine, mse, decoder_ce, cycle)"),
     # enums list what is allowed
     ("bad_kind", _sub('kind = "mini"', 'kind = "llama"'),
      'q.toml:2: backend.kind: must be one of "mini", "sonar"; got string "llama"'),
@@ -131,7 +131,7 @@ MALFORMED = [
     ("norm_zero", _add("norm = 0\n"), f"{EXP}.norm: must be > 0, got 0"),
     ("objective_negative_weight", _add("objective = {cosine = 1.0, mse = -0.5}\n"),
      f"{EXP}.objective.mse: must be >= 0, got -0.5"),
-    ("objective_all_zero", _add("objective = {cosine = 0}\n"), f"{EXP}.objective: needs at least one weight > 0"),
+    ("objective_all_zero", _add("objective = {cosine = 0}\n"), f"{EXP}.objective: needs at least one weight > 0 on a term other than cycle"),
     # names and init text
     ("duplicate_name", _add('\n[[experiments]]\nname = "a"\ninit = "y"\n'),
      "q.toml:15: experiments[1] (a).name: duplicate experiment name 'a' (also experiments[0])"),

@@ -1,0 +1,71 @@
+"""Bank search: every bank sentence scored exactly in z's place; the ``top_k`` best reported.
+
+The predictions do not depend on which experiment asks, so each chunk of the
+bank goes through the predictor once for the whole batch; only the objective
+is per row. A step is one chunk; its trace is the best score so far.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
+from engine.methods.base import Batch, start
+from engine.methods.top import Seen, end_rows
+from engine.objectives import Weights, cosine_sims, objective_loss
+
+CHUNK = 512  # bank sentences per step
+ROWS_PER_CALL = 64  # predictor rows per call while scoring a chunk
+
+
+def run(batch: Batch) -> None:
+    rows, bank, scorer, problem = batch.rows, batch.bank, batch.scorer, batch.problem
+    n_chunks = max(1, math.ceil(len(bank) / CHUNK))
+    for row in rows:
+        row.steps = n_chunks
+    start(batch)
+    experiments = [r.experiment for r in rows]
+    init_texts = [e.init for e in experiments]
+    objectives = list(dict.fromkeys(e.objective for e in experiments))  # rows sharing an objective share its loss
+    seen = [Seen(limit=e.options.top_k) for e in experiments]
+    for row in rows:
+        row.trajectory.append(row.init_sim)
+    active = list(range(len(rows)))
+    loop_start = time.perf_counter()
+    for step, (first, chunk) in enumerate(bank.chunks(CHUNK), start=1):
+        indices = list(range(first, first + chunk.shape[0]))
+        with torch.inference_mode():
+            preds = scorer.predictions(chunk.to(batch.device), ROWS_PER_CALL)
+            sims = cosine_sims(preds, problem.targets)
+            mean = sims.mean(dim=1).tolist()
+            losses = {
+                o: objective_loss(
+                    preds, problem.targets, Weights.of([o] * len(indices), batch.device), sims=sims,
+                    scorer=scorer.space, tokens=problem.tokens,
+                ).tolist()
+                for o in objectives
+            }  # fmt: skip
+        rate = batch.rate(step, loop_start)
+        for i in active:
+            seen[i].add(indices, losses[experiments[i].objective], mean)
+            best = seen[i].best(1)[0]
+            loss, sim = seen[i].scores[best]
+            rows[i].trajectory.append(sim)
+            batch.emit(Step(experiments[i].name, step, n_chunks, sim, (sim,), loss, 0.0, rate))
+        if step == n_chunks:
+            break
+        command = batch.poll()
+        if command == "stop":
+            end_rows(batch, active, [seen[i] for i in active], INTERRUPTED, [init_texts[i] for i in active])
+            return
+        if command:
+            skipped = [i for i in active if experiments[i].name in command]
+            if skipped:
+                end_rows(batch, skipped, [seen[i] for i in skipped], SKIPPED, [init_texts[i] for i in skipped])
+            active = [i for i in active if rows[i].status == RUNNING]
+            if not active:
+                return
+    end_rows(batch, active, [seen[i] for i in active], DONE, [init_texts[i] for i in active])

@@ -1,0 +1,119 @@
+"""Bank swap: GCG over a sentence bank, for banks too big to score whole.
+
+From z = E(init), each step takes the gradient g of the objective at the best
+point of the row's buffer, ranks the bank sentences it has not scored yet by
+the first-order estimate of the loss change if z moved to them, g . (e_b - z),
+scores the best ``search_width`` exactly, and keeps the ``buffer_size`` best
+points seen (as nanoGCG's buffer). Ranking costs one matrix product over the
+bank per step; exact scorings are the expensive part, and ``scored`` counts them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor
+
+from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
+from engine.methods.base import Batch, start
+from engine.methods.top import Seen, end_rows
+from engine.objectives import Weights, cosine_sims, objective_loss
+
+RANK_CHUNK = 1 << 16  # bank rows per ranking product
+
+
+def rank(bank, grads: Tensor, points: Tensor, width: int, seen: list[Seen]) -> list[list[int]]:
+    """Per row, the ``width`` unscored bank rows with the lowest estimate g . (e_b - z), best first."""
+    best_vals = [torch.empty(0, device=grads.device) for _ in seen]
+    best_idx = [torch.empty(0, dtype=torch.long, device=grads.device) for _ in seen]
+    offset = (grads * points).sum(dim=1)  # g . z
+    for first, chunk in bank.chunks(RANK_CHUNK):
+        estimate = chunk.to(grads) @ grads.T - offset  # [n, A]
+        for a, row_seen in enumerate(seen):
+            column = estimate[:, a].clone()
+            done = [i - first for i in row_seen.scores if first <= i < first + chunk.shape[0]]
+            if done:
+                column[torch.tensor(done, device=column.device)] = float("inf")
+            vals = torch.cat([best_vals[a], column])
+            idx = torch.cat([best_idx[a], torch.arange(first, first + chunk.shape[0], device=column.device)])
+            keep = torch.topk(vals, min(width, vals.numel()), largest=False)
+            best_vals[a], best_idx[a] = keep.values, idx[keep.indices]
+    return [[int(i) for i, v in zip(idx.tolist(), vals.tolist()) if v != float("inf")] for idx, vals in zip(best_idx, best_vals)]
+
+
+def run(batch: Batch) -> None:
+    rows, bank, scorer, problem = batch.rows, batch.bank, batch.scorer, batch.problem
+    experiments = [r.experiment for r in rows]
+    z = start(batch)
+    device = batch.device
+    init_texts = [e.init for e in experiments]
+    seen = [Seen() for _ in rows]
+    weights = Weights.of([e.objective for e in experiments], device)
+    with torch.inference_mode():
+        _, init_loss = scorer.score(z, weights)
+    # Each row's buffer: (loss, index) of its best points, -1 the init text; the first entry is where it searches from.
+    buffers: list[list[tuple[float, int]]] = []
+    for i, row in enumerate(rows):
+        seen[i].add([-1], [float(init_loss[i])], [row.init_sim])
+        buffers.append([(float(init_loss[i]), -1)])
+        row.trajectory.append(row.init_sim)
+
+    def point(i: int) -> Tensor:
+        index = buffers[i][0][1]
+        return z[i] if index < 0 else bank.rows([index])[0].to(z)
+
+    active = list(range(len(rows)))
+    loop_start = time.perf_counter()
+    k = 0
+    while active:
+        if k > 0:
+            command = batch.poll()
+            if command == "stop":
+                end_rows(batch, active, [seen[i] for i in active], INTERRUPTED, [init_texts[i] for i in active])
+                return
+            if command:
+                skipped = [i for i in active if experiments[i].name in command]
+                if skipped:
+                    end_rows(batch, skipped, [seen[i] for i in skipped], SKIPPED, [init_texts[i] for i in skipped])
+                active = [i for i in active if rows[i].status == RUNNING]
+                if not active:
+                    return
+        k += 1
+        points = torch.stack([point(i) for i in active]).requires_grad_(True)
+        row_weights = Weights.of([experiments[i].objective for i in active], device)
+        with torch.enable_grad():
+            preds = scorer.predictions(points)
+            loss = objective_loss(preds, problem.targets, row_weights, scorer=scorer.space, tokens=problem.tokens)
+        grads = torch.autograd.grad(loss.sum(), points)[0]
+        width = [experiments[i].options.search_width for i in active]
+        picks = rank(bank, grads, points.detach(), max(width), [seen[i] for i in active])
+        picks = [p[:w] for p, w in zip(picks, width)]
+        flat = [b for p in picks for b in p]
+        if flat:
+            candidates = bank.rows(flat).to(z)
+            cand_weights = Weights.of([experiments[i].objective for i, p in zip(active, picks) for _ in p], device)
+            with torch.inference_mode():
+                cand_preds = scorer.predictions(candidates)
+                cand_sims = cosine_sims(cand_preds, problem.targets)
+                cand_loss = objective_loss(
+                    cand_preds, problem.targets, cand_weights, sims=cand_sims, scorer=scorer.space,
+                    tokens=problem.tokens,
+                ).tolist()  # fmt: skip
+            cand_mean = cand_sims.mean(dim=1).tolist()
+        rate = batch.rate(k, loop_start)
+        at = 0
+        for i, p in zip(active, picks):
+            losses, sims = cand_loss[at : at + len(p)] if p else [], cand_mean[at : at + len(p)] if p else []
+            at += len(p)
+            seen[i].add(p, losses, sims)
+            size = experiments[i].options.buffer_size
+            buffers[i] = sorted(buffers[i] + list(zip(losses, p)))[:size]
+            best = seen[i].best(1)[0]
+            best_loss, best_sim = seen[i].scores[best]
+            rows[i].trajectory.append(best_sim)
+            batch.emit(Step(experiments[i].name, k, rows[i].steps, best_sim, (best_sim,), best_loss, 0.0, rate))
+        ending = [i for i, p in zip(active, picks) if k >= rows[i].steps or not p]  # done, or the bank is exhausted
+        if ending:
+            end_rows(batch, ending, [seen[i] for i in ending], DONE, [init_texts[i] for i in ending])
+        active = [i for i in active if rows[i].status == RUNNING]

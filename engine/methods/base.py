@@ -1,0 +1,134 @@
+"""What every method shares: the batch it runs, its start, and the honest score.
+
+The honest score of an experiment is the best *real sentence* its method found
+and how well that sentence does in z's place (``text``, ``text_sim``): for the
+gradient method the best of the texts z decoded to along the way, for the bank
+methods the best bank sentence. Each candidate is encoded and scored exactly
+through :class:`engine.problem.Scorer`; ``scored`` counts those scorings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from engine.events import RUNNING, Event, ExperimentStarted
+from engine.objectives import cosine_sims
+from engine.problem import Problem, Scorer
+from engine.results import Row
+from engine.spec import Story
+
+Poll = Callable[[], "str | frozenset[str] | None"]  # between steps: "stop", names to skip, or None
+Finish = Callable[..., None]  # finish(i, status, z_row=None, error=None)
+
+
+@dataclass
+class Batch:
+    """One batch of experiments on one story and method, with everything its method needs."""
+
+    rows: list[Row]
+    story: Story
+    problem: Problem
+    scorer: Scorer
+    emit: Callable[[Event], None]
+    finish: Finish
+    poll_controller: Poll
+    reference_norm: float
+    bank: Any = None  # engine.bank.SentenceBank when the batch's experiments name one
+    polled: float = 0.0  # seconds spent in poll (paused time among them): not counted in steps/s
+
+    @property
+    def device(self) -> torch.device:
+        return self.scorer.space.device
+
+    def poll(self) -> str | frozenset[str] | None:
+        start = time.perf_counter()
+        try:
+            return self.poll_controller()
+        finally:
+            self.polled += time.perf_counter() - start
+
+    def rate(self, steps: int, since: float) -> float:
+        """Steps per second since ``since``, not counting time spent paused or polling."""
+        return steps / max(time.perf_counter() - since - self.polled, 1e-9)
+
+
+def start(batch: Batch) -> Tensor:
+    """z [B, D] float32 from each row's init text; announces every row with its init and oracle scores.
+
+    One init text per encoder call: a batch pads to its longest sentence, which moves the last bits.
+    """
+    experiments = [r.experiment for r in batch.rows]
+    space, problem = batch.scorer.space, batch.problem
+    inits = {text: space.encode([text]).float() for text in dict.fromkeys(e.init for e in experiments)}
+    z = torch.cat([inits[e.init] for e in experiments])
+    with torch.inference_mode():  # init and oracle scores in one pass
+        both = torch.cat([z, problem.oracle.unsqueeze(0)])
+        first = cosine_sims(batch.scorer.predictions(both), problem.targets).mean(dim=1).tolist()
+    oracle_sim = first[-1]
+    names = tuple(e.name for e in experiments)
+    for row, sim in zip(batch.rows, first):
+        row.init_sim, row.oracle_sim, row.status = sim, oracle_sim, RUNNING
+        batch.emit(ExperimentStarted(row.experiment.name, row.steps, names, sim, oracle_sim, problem.target_texts))
+    return z
+
+
+@dataclass
+class BestText:
+    """One experiment's best real sentence so far, and every sentence it scored."""
+
+    text: str | None = None
+    sim: float | None = None
+    seen: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scored(self) -> int:
+        return len(self.seen)
+
+    def add(self, text: str, sim: float) -> None:
+        self.seen[text] = sim
+        if self.sim is None or sim > self.sim:
+            self.text, self.sim = text, sim
+
+
+def offer_texts(
+    scorer: Scorer, best: Sequence[BestText], texts: Sequence[str], *, vectors: bool = False
+) -> tuple[list[float], Tensor | None]:
+    """Score each text in its row's place (texts[j] for best[j]); returns the sims (and the embeddings [n, D]).
+
+    Only texts a row has not scored before are scored (and counted); with
+    ``vectors`` every text is encoded, else only those. One encoder call.
+    """
+    distinct = list(dict.fromkeys(texts))
+    unseen = {t for j, t in enumerate(texts) if t not in best[j].seen}
+    wanted = distinct if vectors else [t for t in distinct if t in unseen]
+    encoded = scorer.encode(wanted) if wanted else None
+    where = {t: n for n, t in enumerate(wanted)}
+    if unseen:
+        assert encoded is not None
+        sims, _ = scorer.score(encoded[[where[t] for t in wanted if t in unseen]])
+        fresh = dict(zip((t for t in wanted if t in unseen), sims.tolist()))
+        for j, t in enumerate(texts):
+            if t not in best[j].seen:
+                best[j].add(t, fresh[t])
+    out = encoded[[where[t] for t in texts]] if vectors and encoded is not None else None
+    return [best[j].seen[t] for j, t in enumerate(texts)], out
+
+
+def settle(batch: Batch, which: Sequence[int], best: Sequence[BestText]) -> None:
+    """Write the honest fields of rows ``which`` (best[n] belongs to which[n]): text, text_sim, exact match, scored."""
+    by_beam: dict[int, list[int]] = {}
+    for n, i in enumerate(which):
+        if best[n].text is not None:
+            by_beam.setdefault(batch.rows[i].experiment.beam_size, []).append(n)
+    for beam, ns in by_beam.items():
+        vectors = batch.scorer.encode([best[n].text for n in ns])  # type: ignore[misc]
+        for n, exact in zip(ns, batch.scorer.exact_match(vectors, beam)):
+            batch.rows[which[n]].text_exact_match = exact
+    for n, i in enumerate(which):
+        row = batch.rows[i]
+        row.text, row.text_sim, row.scored = best[n].text, best[n].sim, best[n].scored

@@ -1,0 +1,229 @@
+"""Projected gradient descent on z: the loop, Adam, the projection.
+
+Every experiment of a batch is one row of z [B, D] with its own lr, steps,
+optimiser, objective, norm, decode cadence and options. Rows never mix: the
+predictor sees one sequence per row, the loss is a sum of per-row losses and
+the update below is written per row, so a row ends exactly where it would
+alone (every model call sees a fixed number of rows: ``objectives.rowwise``).
+
+One iteration at step k (z_k = z after k updates):
+  snap (z <- E(D(z)) every ``snap_every``) -> decode z on cadence (honest
+  candidates; the cycle term's fixed target) -> forward (z, or with
+  ``nearest`` the bank sentence nearest to z, straight-through) -> sims, loss,
+  grads -> Step -> decode predictions on cadence -> finish rows with k == steps
+  -> poll stop/skip/pause -> update + project -> k+1
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from engine.events import DONE, FAILED, INTERRUPTED, RUNNING, SKIPPED, Decoded, Step
+from engine.methods.base import Batch, BestText, offer_texts, settle, start
+from engine.objectives import Weights, cosine_sims, objective_loss
+from engine.problem import predict
+
+# Adam as torch.optim.Adam with its defaults (betas, eps, no weight decay, no amsgrad).
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+
+
+def optimizer_step(z: Tensor, grad: Tensor, m: Tensor, v: Tensor, lr: Tensor, adam: Tensor, step: int) -> Tensor:
+    """z after one step, per row: Adam exactly as torch.optim.Adam (defaults) or plain SGD.
+
+    ``lr`` [A, 1] and ``adam`` [A, 1] (bool) are per row; every row of a batch
+    is at the same ``step`` (1-based) because a batch starts together. The
+    moments ``m``, ``v`` update in place (SGD rows carry them unused).
+    """
+    m.lerp_(grad, 1 - BETA1)
+    v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
+    denom = (v.sqrt() / (1 - BETA2**step) ** 0.5).add_(EPS)
+    adam_delta = (lr / (1 - BETA1**step)) * (m / denom)
+    return z - torch.where(adam, adam_delta, lr * grad)
+
+
+def project(z: Tensor, radius: Tensor, projected: Tensor) -> Tensor:
+    """z scaled to norm ``radius`` [A, 1] on the rows where ``projected`` [A, 1] holds."""
+    return torch.where(projected, z * (radius / z.norm(dim=1, keepdim=True)), z)
+
+
+def column(values: list[Any], device: torch.device) -> Tensor:
+    return torch.tensor(values, device=device).unsqueeze(1)
+
+
+def run(batch: Batch) -> None:
+    rows, problem, scorer = batch.rows, batch.problem, batch.scorer
+    experiments = [r.experiment for r in rows]
+    device = batch.device
+    z = start(batch)
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    lr = column([e.lr for e in experiments], device)
+    radius = [
+        batch.reference_norm if e.norm == "reference" else None if e.norm == "none" else float(e.norm)
+        for e in experiments
+    ]
+    radius_t = column([r or 0.0 for r in radius], device)
+    projected = column([r is not None for r in radius], device)
+    adam = column([e.optimizer == "adam" for e in experiments], device)
+    snap_every = [e.options.snap_every for e in experiments]
+    nearest = column([e.options.nearest for e in experiments], device)
+    uses_cycle = [dict(e.objective.weights).get("cycle", 0.0) != 0.0 for e in experiments]
+    again = z.clone()  # E(D(z)) per row, refreshed on the decode cadence: the cycle term's fixed target
+    best = [BestText() for _ in rows]
+    z_texts: dict[int, str] = {}  # row -> the text z decoded to at this step
+
+    active = list(range(len(rows)))
+    weights_cache: dict[tuple[int, ...], Weights] = {}
+    loop_start = time.perf_counter()
+    k = 0
+    while active:
+        snapping = [i for i in active if snap_every[i] and k > 0 and k % snap_every[i] == 0 and k <= rows[i].steps]
+        if snapping:
+            _snap(batch, snapping, z, best)
+        due = [i for i in active if k % experiments[i].decode_every == 0 or k == rows[i].steps]
+        z_texts.clear()
+        if due:
+            texts = _decode_rows(batch, due, z)
+            z_texts.update(zip(due, texts))
+            _, vectors = offer_texts(scorer, [best[i] for i in due], texts, vectors=any(uses_cycle[i] for i in due))
+            if vectors is not None:
+                again[torch.tensor(due, device=device)] = vectors
+
+        idx = torch.tensor(active, device=device)
+        updating = [i for i in active if k < rows[i].steps]
+        key = tuple(active)
+        if key not in weights_cache:
+            weights_cache[key] = Weights.of([experiments[i].objective for i in active], device)
+        x = z[idx]
+        picked: list[int] | None = None
+        if batch.bank is not None and bool(nearest[idx].any()):
+            picked = batch.bank.nearest(x, k=1)[0][:, 0].tolist()
+            x = torch.where(nearest[idx], batch.bank.rows(picked).to(x), x)
+        xa = x.clone().requires_grad_(bool(updating))
+        with torch.enable_grad() if updating else torch.inference_mode():
+            preds = scorer.predictions(xa)
+            sims = cosine_sims(preds, problem.targets)
+            loss = objective_loss(
+                preds, problem.targets, weights_cache[key], sims=sims, scorer=scorer.space, tokens=problem.tokens,
+                cycle=(xa, again[idx]) if any(uses_cycle[i] for i in active) else None,
+            )  # fmt: skip
+        grad = torch.autograd.grad(loss.sum(), xa)[0] if updating else None
+        # One host transfer per step for every row's metrics.
+        norms = xa.detach().norm(dim=1, keepdim=True)
+        stats = torch.cat([sims.detach(), loss.detach().unsqueeze(1), norms], 1).tolist()
+        rate = batch.rate(k, loop_start)
+        alive: list[int] = []
+        for j, i in enumerate(active):
+            row, values = rows[i], stats[j]
+            *row_sims, row_loss, row_norm = values
+            sim = sum(row_sims) / len(row_sims)
+            if not all(map(math.isfinite, values)):
+                batch.finish(i, FAILED, error=f"non-finite {'loss' if math.isfinite(sim) else 'similarity'} at step {k}")
+                continue
+            # Step 0 is the init score ExperimentStarted announced (same z; computed in the first pass).
+            row.trajectory.append(row.init_sim if k == 0 and row.init_sim is not None else sim)
+            if k > 0:
+                batch.emit(Step(row.experiment.name, k, row.steps, sim, tuple(row_sims), row_loss, row_norm, rate))
+            alive.append(j)
+        if picked is not None:  # the bank sentences the forward pass used are candidates too
+            near = [j for j in alive if experiments[active[j]].options.nearest]
+            offer_texts(scorer, [best[active[j]] for j in near], batch.bank.texts([picked[j] for j in near]))
+
+        shown = [j for j in alive if active[j] in z_texts]
+        if shown:
+            _decode_predictions(batch, [active[j] for j in shown], preds.detach()[shown], z_texts, best, k)
+
+        ending = [j for j in alive if k == rows[active[j]].steps]
+        if ending:
+            _roundtrip(batch, [active[j] for j in ending])
+            _end(batch, [active[j] for j in ending], DONE, z, best)
+        still = [active[j] for j in alive if k < rows[active[j]].steps]
+        if not still:
+            break
+
+        command = batch.poll()
+        if command == "stop":
+            _end(batch, still, INTERRUPTED, z, best)
+            return
+        if command:
+            _end(batch, [i for i in still if experiments[i].name in command], SKIPPED, z, best)
+            still = [i for i in still if rows[i].status == RUNNING]
+            if not still:
+                break
+
+        # Step the rows that have steps to go; finished and failed rows keep their z.
+        assert grad is not None
+        sel = torch.tensor(still, device=device)
+        g = grad[torch.tensor([active.index(i) for i in still], device=device)]
+        ms, vs = m[sel], v[sel]
+        zs = optimizer_step(z[sel], g, ms, vs, lr[sel], adam[sel], k + 1)
+        z[sel], m[sel], v[sel] = project(zs, radius_t[sel], projected[sel]), ms, vs
+        active = still
+        k += 1
+
+
+def _end(batch: Batch, which: list[int], status: str, z: Tensor, best: list[BestText]) -> None:
+    if not which:
+        return
+    settle(batch, which, [best[i] for i in which])
+    for i in which:
+        batch.finish(i, status, z[i])
+
+
+def _decode_rows(batch: Batch, which: list[int], vectors: Tensor) -> list[str]:
+    """The texts of vectors[which], one decoder call per beam size."""
+    texts: dict[int, str] = {}
+    by_beam: dict[int, list[int]] = {}
+    for i in which:
+        by_beam.setdefault(batch.rows[i].experiment.beam_size, []).append(i)
+    for beam, group in by_beam.items():
+        decoded = batch.scorer.decode(vectors[torch.tensor(group, device=vectors.device)].detach(), beam)
+        texts.update(zip(group, decoded))
+    return [texts[i] for i in which]
+
+
+def _snap(batch: Batch, which: list[int], z: Tensor, best: list[BestText]) -> None:
+    """z <- E(D(z)) on rows ``which``; each text encoded on its own (as init texts are), and a candidate."""
+    texts = _decode_rows(batch, which, z)
+    for i, text in zip(which, texts):
+        z[i] = batch.scorer.encode([text])[0]
+    offer_texts(batch.scorer, [best[i] for i in which], texts)
+
+
+def _decode_predictions(
+    batch: Batch, which: list[int], preds: Tensor, z_texts: dict[int, str], best: list[BestText], k: int
+) -> None:
+    """Decode every prediction of rows ``which`` and announce them with the text of z and the best text so far."""
+    t = preds.shape[1]
+    by_beam: dict[int, list[int]] = {}
+    for j, i in enumerate(which):
+        by_beam.setdefault(batch.rows[i].experiment.beam_size, []).append(j)
+    targets = batch.problem.target_texts
+    for beam, js in by_beam.items():
+        sel = torch.tensor(js, device=preds.device)
+        texts = batch.scorer.decode(preds[sel].reshape(-1, preds.shape[2]), beam)
+        for n, j in enumerate(js):
+            i = which[j]
+            row = batch.rows[i]
+            row.decoded_z = z_texts[i]
+            row.decoded_predictions = texts[n * t : (n + 1) * t]
+            row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
+            batch.emit(Decoded(
+                row.experiment.name, k, row.decoded_z, tuple(row.decoded_predictions), targets,
+                tuple(row.exact_match), best[i].text, best[i].sim,
+            ))  # fmt: skip
+
+
+def _roundtrip(batch: Batch, which: list[int]) -> None:
+    """Score E(D(z)) in place of z (the decode of the final z has just been made)."""
+    rows, scorer = batch.rows, batch.scorer
+    texts = [rows[i].decoded_z or "" for i in which]
+    with torch.inference_mode():
+        again = scorer.space.encode(texts).float()
+        sims = cosine_sims(predict(scorer.model, batch.problem, again), batch.problem.targets).mean(dim=1).tolist()
+    for i, sim in zip(which, sims):
+        rows[i].roundtrip_sim = sim

@@ -1,0 +1,90 @@
+"""The end of a bank method's row: its top-k sentences, rescored the honest way, and its z.
+
+Bank methods score bank embeddings in chunks; what they report is re-scored
+exactly as the honest score defines it (each text encoded and scored in z's
+place), so ``text_sim`` means what it means for every other method.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.events import Decoded
+from engine.methods.base import Batch, BestText, settle
+from engine.objectives import Weights
+
+
+@dataclass
+class Seen:
+    """The bank sentences a row scored: index -> (loss, sim); the init text as index -1.
+
+    With a ``limit`` only about the best ``limit`` are kept (a search over
+    millions of sentences), but every scoring is counted.
+    """
+
+    limit: int | None = None
+    scores: dict[int, tuple[float, float]] = field(default_factory=dict)
+    bank_scored: int = 0
+
+    def add(self, indices: list[int], losses: list[float], sims: list[float]) -> None:
+        for i, loss, sim in zip(indices, losses, sims):
+            self.bank_scored += i >= 0 and i not in self.scores
+            self.scores[i] = (loss, sim)
+        if self.limit is not None and len(self.scores) > 2 * self.limit + 1024:
+            self.scores = {i: self.scores[i] for i in self.best(self.limit)}
+
+    def best(self, k: int) -> list[int]:
+        return heapq.nsmallest(k, self.scores, key=lambda i: self.scores[i][0])
+
+
+def end_rows(batch: Batch, which: list[int], seen: list[Seen], status: str, init_texts: list[str]) -> None:
+    """Finish rows ``which`` (seen[n] and init_texts[n] belong to which[n]) with their top-k and honest fields."""
+    bank, scorer = batch.bank, batch.scorer
+    best: list[BestText] = []
+    z_rows = []
+    for n, i in enumerate(which):
+        row, experiment = batch.rows[i], batch.rows[i].experiment
+        top = seen[n].best(experiment.options.top_k)
+        texts = [init_texts[n] if j < 0 else bank.text(j) for j in top]
+        tracker = BestText()
+        if texts:
+            vectors = scorer.encode(texts)
+            weights = Weights.of([experiment.objective] * len(texts), batch.device)
+            sims, losses = scorer.score(vectors, weights)
+            order = sorted(range(len(texts)), key=lambda m: float(losses[m]))
+            row.top = [{"text": texts[m], "sim": float(sims[m]), "loss": float(losses[m])} for m in order]
+            for m in order[:1]:
+                tracker.add(texts[m], float(sims[m]))
+            z_rows.append(vectors[order[0]] if top[order[0]] < 0 else bank.rows([top[order[0]]])[0].to(vectors))
+        else:
+            z_rows.append(None)
+        best.append(tracker)
+    settle(batch, which, best)
+    _describe_final(batch, which, z_rows, best)
+    for n, i in enumerate(which):
+        batch.rows[i].scored = seen[n].bank_scored
+        batch.finish(i, status, z_rows[n])
+
+
+def _describe_final(batch: Batch, which: list[int], z_rows: list, best: list[BestText]) -> None:
+    """decoded_z, the predictions' decodes, the round trip and final z of rows that found something."""
+    scorer, targets = batch.scorer, batch.problem.target_texts
+    for n, i in enumerate(which):
+        if z_rows[n] is None:
+            continue
+        row = batch.rows[i]
+        z = z_rows[n].unsqueeze(0)
+        beam = row.experiment.beam_size
+        row.decoded_z = scorer.decode(z, beam)[0]
+        with torch.inference_mode():
+            preds = scorer.predictions(z)[0]
+        row.decoded_predictions = scorer.decode(preds, beam)
+        row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
+        row.roundtrip_sim = float(scorer.score(scorer.encode([row.decoded_z]))[0][0])
+        batch.emit(Decoded(
+            row.experiment.name, row.steps_done, row.decoded_z, tuple(row.decoded_predictions), targets,
+            tuple(row.exact_match), best[n].text, best[n].sim,
+        ))  # fmt: skip
