@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
+from engine.events import DONE, Step
 from engine.methods.base import Batch, start
-from engine.methods.top import Seen, end_rows
+from engine.methods.top import Seen, end_rows, poll_rows
 from engine.objectives import Weights, cosine_sims, objective_loss
 
 CHUNK = 512  # bank sentences per step
@@ -28,7 +28,6 @@ def run(batch: Batch) -> None:
         row.steps = n_chunks
     start(batch)
     experiments = [r.experiment for r in rows]
-    init_texts = [e.init for e in experiments]
     objectives = list(dict.fromkeys(e.objective for e in experiments))  # rows sharing an objective share its loss
     seen = [Seen(limit=e.options.top_k) for e in experiments]
     for row in rows:
@@ -57,15 +56,7 @@ def run(batch: Batch) -> None:
             batch.emit(Step(experiments[i].name, step, n_chunks, sim, (sim,), loss, 0.0, rate))
         if step == n_chunks:
             break
-        command = batch.poll()
-        if command == "stop":
-            end_rows(batch, active, [seen[i] for i in active], INTERRUPTED, [init_texts[i] for i in active])
+        active = poll_rows(batch, active, seen)
+        if not active:
             return
-        if command:
-            skipped = [i for i in active if experiments[i].name in command]
-            if skipped:
-                end_rows(batch, skipped, [seen[i] for i in skipped], SKIPPED, [init_texts[i] for i in skipped])
-            active = [i for i in active if rows[i].status == RUNNING]
-            if not active:
-                return
-    end_rows(batch, active, [seen[i] for i in active], DONE, [init_texts[i] for i in active])
+    end_rows(batch, active, seen, DONE)

@@ -15,9 +15,9 @@ import time
 import torch
 from torch import Tensor
 
-from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
+from engine.events import DONE, RUNNING, Step
 from engine.methods.base import Batch, start
-from engine.methods.top import Seen, end_rows
+from engine.methods.top import Seen, end_rows, poll_rows
 from engine.objectives import Weights, cosine_sims, objective_loss
 
 RANK_CHUNK = 1 << 16  # bank rows per ranking product
@@ -47,7 +47,6 @@ def run(batch: Batch) -> None:
     experiments = [r.experiment for r in rows]
     z = start(batch)
     device = batch.device
-    init_texts = [e.init for e in experiments]
     seen = [Seen() for _ in rows]
     weights = Weights.of([e.objective for e in experiments], device)
     with torch.inference_mode():
@@ -68,17 +67,9 @@ def run(batch: Batch) -> None:
     k = 0
     while active:
         if k > 0:
-            command = batch.poll()
-            if command == "stop":
-                end_rows(batch, active, [seen[i] for i in active], INTERRUPTED, [init_texts[i] for i in active])
+            active = poll_rows(batch, active, seen)
+            if not active:
                 return
-            if command:
-                skipped = [i for i in active if experiments[i].name in command]
-                if skipped:
-                    end_rows(batch, skipped, [seen[i] for i in skipped], SKIPPED, [init_texts[i] for i in skipped])
-                active = [i for i in active if rows[i].status == RUNNING]
-                if not active:
-                    return
         k += 1
         points = torch.stack([point(i) for i in active]).requires_grad_(True)
         row_weights = Weights.of([experiments[i].objective for i in active], device)
@@ -115,5 +106,5 @@ def run(batch: Batch) -> None:
             batch.emit(Step(experiments[i].name, k, rows[i].steps, best_sim, (best_sim,), best_loss, 0.0, rate))
         ending = [i for i, p in zip(active, picks) if k >= rows[i].steps or not p]  # done, or the bank is exhausted
         if ending:
-            end_rows(batch, ending, [seen[i] for i in ending], DONE, [init_texts[i] for i in ending])
+            end_rows(batch, ending, seen, DONE)
         active = [i for i in active if rows[i].status == RUNNING]

@@ -82,13 +82,14 @@ def run(batch: Batch) -> None:
     k = 0
     while active:
         snapping = [i for i in active if snap_every[i] and k > 0 and k % snap_every[i] == 0 and k <= rows[i].steps]
-        if snapping:
-            _snap(batch, snapping, z, best)
-        due = [i for i in active if k % experiments[i].decode_every == 0 or k == rows[i].steps]
         z_texts.clear()
+        if snapping:  # z = E(text) now: that text is what z decodes to at this step
+            z_texts.update(zip(snapping, _snap(batch, snapping, z, best)))
+        due = [i for i in active if k % experiments[i].decode_every == 0 or k == rows[i].steps]
         if due:
-            texts = _decode_rows(batch, due, z)
-            z_texts.update(zip(due, texts))
+            fresh = [i for i in due if i not in z_texts]
+            z_texts.update(zip(fresh, _decode_rows(batch, fresh, z)))
+            texts = [z_texts[i] for i in due]
             _, vectors = offer_texts(scorer, [best[i] for i in due], texts, vectors=any(uses_cycle[i] for i in due))
             if vectors is not None:
                 again[torch.tensor(due, device=device)] = vectors
@@ -133,7 +134,7 @@ def run(batch: Batch) -> None:
             near = [j for j in alive if experiments[active[j]].options.nearest]
             offer_texts(scorer, [best[active[j]] for j in near], batch.bank.texts([picked[j] for j in near]))
 
-        shown = [j for j in alive if active[j] in z_texts]
+        shown = [j for j in alive if active[j] in z_texts and active[j] in due]
         if shown:
             _decode_predictions(batch, [active[j] for j in shown], preds.detach()[shown], z_texts, best, k)
 
@@ -186,12 +187,13 @@ def _decode_rows(batch: Batch, which: list[int], vectors: Tensor) -> list[str]:
     return [texts[i] for i in which]
 
 
-def _snap(batch: Batch, which: list[int], z: Tensor, best: list[BestText]) -> None:
+def _snap(batch: Batch, which: list[int], z: Tensor, best: list[BestText]) -> list[str]:
     """z <- E(D(z)) on rows ``which``; each text encoded on its own (as init texts are), and a candidate."""
     texts = _decode_rows(batch, which, z)
     for i, text in zip(which, texts):
         z[i] = batch.scorer.encode([text])[0]
     offer_texts(batch.scorer, [best[i] for i in which], texts)
+    return texts
 
 
 def _decode_predictions(

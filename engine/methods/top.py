@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.events import Decoded
+from engine.events import INTERRUPTED, RUNNING, SKIPPED, Decoded
 from engine.methods.base import Batch, BestText, settle
 from engine.objectives import Weights
 
@@ -40,15 +40,28 @@ class Seen:
         return heapq.nsmallest(k, self.scores, key=lambda i: self.scores[i][0])
 
 
-def end_rows(batch: Batch, which: list[int], seen: list[Seen], status: str, init_texts: list[str]) -> None:
-    """Finish rows ``which`` (seen[n] and init_texts[n] belong to which[n]) with their top-k and honest fields."""
+def poll_rows(batch: Batch, active: list[int], seen: list[Seen]) -> list[int]:
+    """Between steps: the rows still running after stop (none) or skip requests end the others."""
+    command = batch.poll()
+    if command == "stop":
+        end_rows(batch, active, seen, INTERRUPTED)
+        return []
+    if command:
+        end_rows(batch, [i for i in active if batch.rows[i].experiment.name in command], seen, SKIPPED)
+    return [i for i in active if batch.rows[i].status == RUNNING]
+
+
+def end_rows(batch: Batch, which: list[int], seen: list[Seen], status: str) -> None:
+    """Finish rows ``which`` (``seen`` is indexed by row) with their top-k and honest fields."""
+    if not which:
+        return
     bank, scorer = batch.bank, batch.scorer
     best: list[BestText] = []
     z_rows = []
-    for n, i in enumerate(which):
+    for i in which:
         row, experiment = batch.rows[i], batch.rows[i].experiment
-        top = seen[n].best(experiment.options.top_k)
-        texts = [init_texts[n] if j < 0 else bank.text(j) for j in top]
+        top = seen[i].best(experiment.options.top_k)
+        texts = [experiment.init if j < 0 else bank.text(j) for j in top]
         tracker = BestText()
         if texts:
             vectors = scorer.encode(texts)
@@ -65,7 +78,7 @@ def end_rows(batch: Batch, which: list[int], seen: list[Seen], status: str, init
     settle(batch, which, best)
     _describe_final(batch, which, z_rows, best)
     for n, i in enumerate(which):
-        batch.rows[i].scored = seen[n].bank_scored
+        batch.rows[i].scored = seen[i].bank_scored
         batch.finish(i, status, z_rows[n])
 
 

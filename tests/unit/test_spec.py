@@ -444,3 +444,52 @@ def test_spec_module_does_not_import_torch() -> None:
     code = "import sys, engine.spec; assert 'torch' not in sys.modules and 'engine.predictors' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
+
+
+# --- methods and banks ---------------------------------------------------------------------------------------
+METHOD_ERRORS = [
+    ("bank_missing", 'bank = "nope.txt"\n', "q.toml:13: experiments[0] (a).bank: bank file {d}/nope.txt does not exist"),
+    ("bank_empty", 'bank = "empty.txt"\n', "q.toml:13: experiments[0] (a).bank: bank file {d}/empty.txt has no sentences (every line is blank)"),
+    ("nearest_without_bank", "nearest = true\n",
+     'q.toml:10: experiments[0] (a): nearest = true needs a sentence bank: set bank = "corpus" or the path of a text file'),
+    ("bank_method_without_bank", 'method = "bank_swap"\n',
+     'q.toml:10: experiments[0] (a): method = "bank_swap" needs a sentence bank: set bank = "corpus" or the path of a'
+     " text file"),
+    ("unknown_method", 'method = "bank_serch"\n',
+     'q.toml:13: experiments[0] (a).method: must be one of "gradient", "bank_search", "bank_swap"; got string'
+     " \"bank_serch\" (did you mean 'bank_search'?)"),
+    ("negative_snap", "snap_every = -1\n", "q.toml:13: experiments[0] (a).snap_every: must be >= 0, got -1"),
+    ("zero_width", 'method = "bank_swap"\nbank = "corpus"\nsearch_width = 0\n',
+     "q.toml:15: experiments[0] (a).search_width: must be >= 1, got 0"),
+    ("option_of_another_method", "top_k = 3\n",
+     "q.toml:13: experiments[0] (a).top_k: is an option of method bank_search, bank_swap, not of method gradient"),
+    ("unknown_cycle_weight", "objective = {cosine = 1.0, cycel = 0.5}\n",
+     "q.toml:13: experiments[0] (a).objective: unknown key 'cycel' (did you mean 'cycle'?)"),
+    ("negative_cycle_weight", "objective = {cosine = 1.0, cycle = -0.5}\n",
+     "q.toml:13: experiments[0] (a).objective.cycle: must be >= 0, got -0.5"),
+    ("cycle_alone", 'objective = "cycle"\n',
+     "q.toml:13: experiments[0] (a).objective: cycle alone has no target: add it to another term, e.g. {{cosine = 1.0,"
+     " cycle = 0.5}}"),
+    ("cycle_with_bank_method", 'method = "bank_search"\nbank = "corpus"\nobjective = {cosine = 1.0, cycle = 0.5}\n',
+     "q.toml:15: experiments[0] (a).objective: the cycle term applies to method gradient, not bank_search"),
+    ("nearest_not_bool", 'nearest = "yes"\n', 'q.toml:13: experiments[0] (a).nearest: must be true or false, got string "yes"'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra, expected", [c[1:] for c in METHOD_ERRORS], ids=[c[0] for c in METHOD_ERRORS])
+def test_method_and_bank_errors_name_the_key(extra: str, expected: str, tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        parse_spec(BASE + extra, "q.toml", base_dir=tmp_path)
+    assert str(info.value) == expected.format(d=tmp_path)
+
+
+def test_methods_take_their_options_and_defaults_apply_where_they_fit(tmp_path: Path) -> None:
+    (tmp_path / "bank.txt").write_text("A cat.\nA dog.\n", encoding="utf-8")
+    text = BASE.replace("lr = 0.02", "lr = 0.02\nsnap_every = 5\ntop_k = 3\nbank = \"bank.txt\"") + (
+        '\n[[experiments]]\nname = "b"\ninit = "y"\nmethod = "bank_search"\n'
+    )
+    spec = parse_spec(text, "q.toml", base_dir=tmp_path)
+    a, b = spec.experiments
+    assert a.method == "gradient" and a.options.snap_every == 5 and a.bank == str(tmp_path / "bank.txt")
+    assert b.method == "bank_search" and b.options.top_k == 3 and not hasattr(b.options, "snap_every")
