@@ -74,8 +74,9 @@ def _predictor_dir(backend: Backend) -> str:
 
 
 def _hub_id(backend: Backend) -> tuple[str, str | None] | None:
-    """(repo, revision) when the predictor is a hub id; a directory of that name wins, as in engine.spec."""
-    if backend.predictor is None or os.path.exists(backend.predictor):
+    """(repo, revision) when the predictor is a hub id: engine.spec makes every directory absolute, so a
+    relative value of that form is one, whatever the working directory holds."""
+    if backend.predictor is None or os.path.isabs(backend.predictor):
         return None
     return parse_hub_id(backend.predictor)
 

@@ -80,6 +80,16 @@ def test_a_cached_hub_id_loads_offline_and_names_its_snapshot(hf_home, tiny_dir,
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
+def test_a_hub_id_is_not_taken_for_a_folder_of_the_working_directory(
+    hf_home, tiny_dir: Path, tiny_backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # engine.spec resolved the config's folder already; where the engine happens to run must not matter.
+    (tmp_path / "owner" / "cwd-twin").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    snapshot = hf_home("owner/cwd-twin", tiny_dir / "predictor", MAIN)
+    assert load_models(hub_backend(tiny_backend, "owner/cwd-twin")).predictor_dir == str(snapshot)
+
+
 def test_at_revision_picks_that_snapshot(hf_home, tiny_dir: Path, tiny_backend, tmp_path: Path) -> None:
     from engine.tiny import write_tiny_predictor
 
