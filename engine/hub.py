@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.predictor_dir import CONFIG_FILE, WEIGHT_FILES, PredictorError, predictor_dir_problem
+from engine.predictor_dir import CONFIG_FILE, WEIGHT_FILES, PredictorError, error_line, predictor_dir_problem
 
 Progress = Callable[[str, float], None]
 POLL_SECONDS = 0.25
@@ -83,7 +83,7 @@ def _listing(repo: str, ref: str, label: str) -> tuple[dict[str, int] | None, st
             f"{label}: no such model on the Hugging Face hub (private or gated ones need `hf auth login`)"
         ) from None
     except Exception as err:  # no network, proxy, hub down: the cache may still hold it
-        return None, f"the hub cannot be reached ({_first_line(err)})"
+        return None, f"the hub cannot be reached ({error_line(err)})"
     sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or ()}
     weights = next((name for name in WEIGHT_FILES if name in sizes), None)
     if CONFIG_FILE not in sizes or weights is None:
@@ -132,7 +132,7 @@ def _download(repo: str, ref: str, label: str, files: dict[str, int], report: Pr
         if done:
             report(f"downloading {label} {_amount(done, total)}", done / total if total else 0.0)
     if "error" in outcome:
-        raise PredictorError(f"{label}: download failed: {_first_line(outcome['error'])}")
+        raise PredictorError(f"{label}: download failed: {error_line(outcome['error'])}")
     return Path(outcome["path"])
 
 
@@ -155,8 +155,3 @@ def _new_bytes(blobs: Path, before: set[Path]) -> int:
 def _amount(done: int, total: int) -> str:
     unit, size = next(((u, s) for u, s in (("GB", 1e9), ("MB", 1e6)) if total >= s), ("kB", 1e3))
     return f"{done / size:.1f}/{total / size:.1f} {unit}"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -24,6 +24,7 @@ from engine.predictor_dir import (
     WEIGHT_FILES,
     PredictorConfig,
     PredictorError,
+    error_line,
     is_predictor_dir,
     predictor_dir_problem,
     weights_file,
@@ -100,8 +101,8 @@ def _read_weights(directory: Path) -> dict[str, Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # the readers' own messages (a seek offset, "incomplete metadata") name no file
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PredictorError(f"{path}: cannot read the weights (truncated or corrupt file?): {detail}") from None
+        problem = f"cannot read the weights (truncated or corrupt file?): {error_line(err)}"
+        raise PredictorError(f"{path}: {problem}") from None
     # SONAR-LLM training scripts save {"model_state_dict": ...}.
     return state.get("model_state_dict", state) if isinstance(state, dict) else state
 

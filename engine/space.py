@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from engine.predictor_dir import error_line
+
 if TYPE_CHECKING:
     from engine.spec import Backend
 
@@ -145,9 +147,9 @@ def _naming_checkpoint(card: str) -> Iterator[None]:
         cause = _unreadable_checkpoint(err)
         if cause is None:
             raise
-        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise CheckpointError(
-            f"{_checkpoint_of(card)}: checkpoint of card {card} cannot be read (truncated or corrupt file?): {detail}"
+            f"{_checkpoint_of(card)}: checkpoint of card {card} cannot be read (truncated or corrupt file?): "
+            + error_line(cause)
         ) from None
 
 
