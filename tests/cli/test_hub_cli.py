@@ -69,6 +69,14 @@ class FakeHub:
     def answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
         path = handler.path.split("?")[0]
         self.requests.append(f"{handler.command} {path}")
+        if path.startswith("/api/models/") and not path.startswith(f"/api/models/{self.repo}/revision/main"):
+            # What the hub answers for an unknown repo or revision (huggingface_hub reads X-Error-Code).
+            known = path.startswith(f"/api/models/{self.repo}/")
+            handler.send_response(404)
+            handler.send_header("X-Error-Code", "RevisionNotFound" if known else "RepoNotFound")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
         if path.startswith(f"/api/models/{self.repo}/revision/"):
             siblings = [
                 {"rfilename": n, "size": len(d), "blobId": hashlib.sha1(d).hexdigest()} for n, d in self.files.items()
@@ -147,6 +155,24 @@ def test_an_uncached_hub_id_offline_fails_in_one_line(hf_home, tmp_path: Path) -
     assert len(failed) == 1, output
     assert failed[0].startswith("backend failed: PredictorError: owner/absent@v1: not in the Hugging Face cache (")
     assert failed[0].endswith("and HF_HUB_OFFLINE is set; run once online to download it")
+
+
+@pytest.mark.parametrize(
+    "predictor, message",
+    [
+        ("owner/unknown", "owner/unknown: no such model on the Hugging Face hub"),
+        ("owner/served@v9", "owner/served@v9: the Hugging Face hub has no revision 'v9' of owner/served"),
+    ],
+)
+def test_an_unknown_repo_or_revision_online_fails_in_one_line(
+    fake_hub: FakeHub, tmp_path: Path, predictor: str, message: str
+) -> None:
+    write_config(tmp_path, predictor)
+    proc = cli("--no-ui", "--runs-dir", "runs", "q.toml", cwd=tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in output, output
+    (failed,) = [line.split("] ", 1)[1] for line in output.splitlines() if "] backend failed:" in line]
+    assert failed.startswith(f"backend failed: PredictorError: {message}"), failed
 
 
 def test_a_hub_id_downloads_only_what_it_needs_with_progress(fake_hub: FakeHub, tmp_path: Path) -> None:
