@@ -60,6 +60,8 @@ class BackendReady(Event):
     dim: int
     reference_norm: float
     seconds: float
+    predictor: str | None = None  # the predictor directory loaded (for a hub id: its cache snapshot)
+    predictor_revision: str | None = None  # commit hash of that snapshot (hub ids only)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,16 @@
 ``engine.spec`` validates a predictor path at start-up (before torch is
 imported); ``engine.predictors`` loads the weights. Both use these names and
 this check, so the messages a user sees are the same wherever it fails.
+
+A predictor may also be named by its Hugging Face hub id (``owner/name`` or
+``owner/name@revision``); :func:`parse_hub_id` reads that form without the
+network, :mod:`engine.hub` resolves it to a snapshot directory.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,13 @@ from typing import Any
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 BEGIN_TEXT = "Begin of text."  # the sentence SONAR-LLM puts first when add_begin is set
+
+
+HUB_ID_FORM = "owner/name or owner/name@revision"
+# Hugging Face's rules for repo ids (huggingface_hub.utils.validate_repo_id), with the owner required;
+# a revision is a branch, tag or commit hash (branches may hold slashes: refs/pr/1).
+_HUB_PART = r"[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?"
+_HUB_ID = re.compile(rf"(?P<repo>{_HUB_PART}/{_HUB_PART})(?:@(?P<revision>[\w.-]+(?:/[\w.-]+)*))?")
 
 
 class PredictorError(Exception):
@@ -74,3 +86,20 @@ def predictor_dir_problem(directory: Path) -> str | None:
 
 def is_predictor_dir(path: str | Path) -> bool:
     return predictor_dir_problem(Path(path)) is None
+
+
+def error_line(err: BaseException) -> str:
+    """The first line of an error's message (its type when it has none): what a one-line report shows."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def parse_hub_id(value: str) -> tuple[str, str | None] | None:
+    """``(repo, revision)`` when ``value`` is written as a hub id, else None; no network, no filesystem."""
+    match = _HUB_ID.fullmatch(value)
+    if match is None:
+        return None
+    repo, revision = match.group("repo"), match.group("revision")
+    if len(repo) > 96 or "--" in repo or ".." in repo or (revision is not None and ".." in revision):
+        return None
+    return repo, revision

@@ -24,6 +24,7 @@ from engine.predictor_dir import (
     WEIGHT_FILES,
     PredictorConfig,
     PredictorError,
+    error_line,
     is_predictor_dir,
     predictor_dir_problem,
     weights_file,
@@ -93,11 +94,15 @@ def _read_weights(directory: Path) -> dict[str, Tensor]:
     path = weights_file(directory)
     if path is None:
         raise PredictorError(f"{directory}: not a SONAR-LLM directory (no {' or '.join(WEIGHT_FILES)})")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # the readers' own messages (a seek offset, "incomplete metadata") name no file
+        problem = f"cannot read the weights (truncated or corrupt file?): {error_line(err)}"
+        raise PredictorError(f"{path}: {problem}") from None
     # SONAR-LLM training scripts save {"model_state_dict": ...}.
     return state.get("model_state_dict", state) if isinstance(state, dict) else state
 

@@ -13,6 +13,7 @@ there it is the story alone; give a number (0.207 for TinyStories) to pin it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from engine import events as ev
+from engine.predictor_dir import parse_hub_id
 from engine.results import FINISHED, best_by_story, result_row
 from engine.spec import Backend, Experiment, Spec
 
@@ -37,6 +39,8 @@ class Models:
     predictor: Any  # engine.predictors.SonarLLMPredictor
     corpus_norms: Any  # Tensor [N] (N may be 0): L2 norms of real sentence embeddings beyond the story
     seconds: float
+    predictor_dir: str | None = None  # the directory loaded (a hub id's cache snapshot)
+    predictor_revision: str | None = None  # commit hash of that snapshot, when it came from the hub
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,14 @@ def _predictor_dir(backend: Backend) -> str:
     return str(PREDICTOR_DIR)
 
 
+def _hub_id(backend: Backend) -> tuple[str, str | None] | None:
+    """(repo, revision) when the predictor is a hub id: engine.spec makes every directory absolute, so a
+    relative value of that form is one, whatever the working directory holds."""
+    if backend.predictor is None or os.path.isabs(backend.predictor):
+        return None
+    return parse_hub_id(backend.predictor)
+
+
 def load_models(backend: Backend, progress: Progress | None = None) -> Models:
     """Load (once per process and backend config) the space and predictor a spec's backend names."""
     with _models_lock:
@@ -82,9 +94,15 @@ def load_models(backend: Backend, progress: Progress | None = None) -> Models:
         report = progress or (lambda stage, fraction: None)
         start = time.perf_counter()
         device, dtype = resolve_device(backend.device), resolve_dtype(backend.dtype)
-        space = load_space(backend, device=device, dtype=dtype, progress=lambda s, f: report(s, 0.8 * f))
+        hub_id, snapshot = _hub_id(backend), None
+        if hub_id is not None:  # first: a missing download fails before the slow sonar import; its bytes get 0-40 %
+            from engine.hub import fetch
+
+            snapshot = fetch(*hub_id, progress=lambda s, f: report(s, 0.4 * f))
+        low = 0.4 if snapshot else 0.0
+        space = load_space(backend, device=device, dtype=dtype, progress=lambda s, f: report(s, low + (0.8 - low) * f))
         report("predictor", 0.85)
-        directory = _predictor_dir(backend)
+        directory = str(snapshot.path) if snapshot else _predictor_dir(backend)
         predictor = load_predictor(directory, device=device, dtype=dtype)
         predictor.requires_grad_(False)
         if predictor.config.embed_dim != space.dim:
@@ -95,7 +113,8 @@ def load_models(backend: Backend, progress: Progress | None = None) -> Models:
         report("reference norms", 0.95)
         sentences = _corpus_sentences(backend)
         norms = space.encode(sentences).float().norm(dim=1) if sentences else torch.zeros(0, device=device)
-        models = Models(backend, space, predictor, norms, time.perf_counter() - start)
+        revision = snapshot.revision if snapshot else None
+        models = Models(backend, space, predictor, norms, time.perf_counter() - start, directory, revision)
         _models[backend] = models
         report("ready", 1.0)
         return models
@@ -303,6 +322,8 @@ def _ready(backend: Backend, models: Models | None, spec: Spec, emit: Callable[[
             dim=int(models.space.dim),
             reference_norm=float(reference.mean()) if reference.numel() else 0.0,
             seconds=round(models.seconds, 3),
+            predictor=models.predictor_dir,
+            predictor_revision=models.predictor_revision,
         )
     )
     return models

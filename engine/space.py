@@ -9,12 +9,16 @@ inside :func:`load_space`, never at import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
+
+from engine.predictor_dir import error_line
 
 if TYPE_CHECKING:
     from engine.spec import Backend
@@ -130,6 +134,52 @@ class EmbeddingSpace:
         return nll.sum(dim=1) / input_lens.to(nll.dtype)
 
 
+class CheckpointError(Exception):
+    """A card's checkpoint file that cannot be read: ``str(err)`` is one line naming the file."""
+
+
+@contextlib.contextmanager
+def _naming_checkpoint(card: str) -> Iterator[None]:
+    """Re-raise a failure to read ``card``'s checkpoint with the file's name (fairseq2's errors may lack it)."""
+    try:
+        yield
+    except Exception as err:
+        cause = _unreadable_checkpoint(err)
+        if cause is None:
+            raise
+        raise CheckpointError(
+            f"{_checkpoint_of(card)}: checkpoint of card {card} cannot be read (truncated or corrupt file?): "
+            + error_line(cause)
+        ) from None
+
+
+def _unreadable_checkpoint(err: BaseException) -> BaseException | None:
+    """The innermost error of the chain raised while reading a checkpoint file, or None if it is another failure."""
+    from fairseq2.io import CorruptFileError
+    from fairseq2.model_checkpoint import CorruptModelCheckpointError
+
+    found = None
+    seen: BaseException | None = err
+    while seen is not None:
+        frames = traceback.extract_tb(seen.__traceback__)
+        reading = any(f.filename.endswith(os.path.join("torch", "serialization.py")) for f in frames)
+        if isinstance(seen, (CorruptFileError, CorruptModelCheckpointError)) or reading:
+            found = seen
+        seen = seen.__cause__ or seen.__context__
+    return None if isinstance(found, torch.OutOfMemoryError) else found
+
+
+def _checkpoint_of(card: str) -> str:
+    """The card's checkpoint as a path (a URI when it is remote), for messages."""
+    try:
+        from fairseq2.assets import get_asset_store
+
+        uri = get_asset_store().retrieve_card(card).field("checkpoint").as_uri()
+        return str(uri.to_path()) if uri.scheme == "file" else str(uri)
+    except Exception:  # the card itself is broken: its name is all there is
+        return f"card {card}"
+
+
 def load_space(
     backend: "Backend",
     *,
@@ -150,8 +200,10 @@ def load_space(
     report(f"tokenizer {backend.tokenizer}", 0.3)
     tokenizer = load_tokenizer(backend.tokenizer)
     report(f"encoder {backend.encoder}", 0.4)
-    encoder = TextToEmbeddingModelPipeline(encoder=backend.encoder, tokenizer=tokenizer, device=device, dtype=dtype)
+    with _naming_checkpoint(backend.encoder):
+        encoder = TextToEmbeddingModelPipeline(encoder=backend.encoder, tokenizer=tokenizer, device=device, dtype=dtype)
     report(f"decoder {backend.decoder}", 0.7)
-    decoder = EmbeddingToTextModelPipeline(decoder=backend.decoder, tokenizer=tokenizer, device=device, dtype=dtype)
+    with _naming_checkpoint(backend.decoder):
+        decoder = EmbeddingToTextModelPipeline(decoder=backend.decoder, tokenizer=tokenizer, device=device, dtype=dtype)
     report("models loaded", 1.0)
     return EmbeddingSpace(encoder, decoder, tokenizer, device, dtype)

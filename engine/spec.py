@@ -35,7 +35,7 @@ from engine.methods.options import (
     methods_with,
     option_fields,
 )
-from engine.predictor_dir import predictor_dir_problem
+from engine.predictor_dir import HUB_ID_FORM, parse_hub_id, predictor_dir_problem
 
 OPTIMIZERS = ("adam", "sgd")
 OBJECTIVES = ("cosine", "mse", "decoder_ce", "cycle")
@@ -97,7 +97,8 @@ class Backend:
     encoder: str = "embopt_mini_encoder"  # fairseq2 card name
     decoder: str = "embopt_mini_decoder"  # fairseq2 card name
     tokenizer: str = "embopt_mini_encoder"  # card whose tokenizer is used
-    predictor: str | None = None  # SONAR-LLM directory (absolute); None = the shipped mini predictor
+    # SONAR-LLM directory (absolute), or a hub id "owner/name[@revision]"; None = the shipped mini predictor
+    predictor: str | None = None
     device: str = "auto"
     dtype: str = "float32"
 
@@ -405,21 +406,28 @@ class _Parser:
             predictor = self.predictor(raw["predictor"], at.key("predictor"))
         elif kind == "sonar":
             raise self.fail(
-                at.key("predictor"), 'required when kind = "sonar": the path of a SONAR-LLM checkpoint directory'
+                at.key("predictor"),
+                'required when kind = "sonar": a SONAR-LLM checkpoint directory or hub id'
+                ' (e.g. "raxtemur/sonar-llm-900m")',
             )
         device = self.choice(raw.get("device", "auto"), at.key("device"), DEVICES)
         dtype = self.choice(raw.get("dtype", "float32"), at.key("dtype"), DTYPES)
         return Backend(kind, predictor=predictor, device=device, dtype=dtype, **cards)
 
     def predictor(self, value: Any, at: _At) -> str:
+        """An absolute directory, or a hub id kept as written (resolved when the engine loads it)."""
         written = self.text_value(value, at)
         directory = Path(os.path.expanduser(written))
         if not directory.is_absolute():
             directory = self.base_dir / directory
         directory = Path(os.path.abspath(directory))
+        if not directory.exists() and parse_hub_id(written) is not None:
+            return written
         problem = predictor_dir_problem(directory)
         if problem:
             shown = json.dumps(written) if str(directory) == written else f"{json.dumps(written)} ({directory})"
+            if not directory.exists():
+                problem = f"{problem}, nor is it a Hugging Face hub id ({HUB_ID_FORM})"
             raise self.fail(at, f"{shown}: {problem}")
         return str(directory)
 

@@ -229,6 +229,7 @@ class RunStore:
                 self.backend = {
                     "backend": event.backend, "device": event.device, "dim": event.dim,
                     "reference_norm": event.reference_norm, "load_seconds": event.seconds,
+                    "predictor": event.predictor, "predictor_revision": event.predictor_revision,
                 }  # fmt: skip
             elif isinstance(event, ev.BackendFailed):
                 self.error = event.error

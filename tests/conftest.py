@@ -63,3 +63,37 @@ def tiny_backend(tiny_dir: Path):
         predictor=str(tiny_dir / "predictor"),
         device="cpu",
     )
+
+
+@pytest.fixture
+def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An offline Hugging Face home (HF_HOME set, HF_HUB_OFFLINE=1, for this test and its subprocesses).
+
+    Returns ``publish(repo, source, commit, refs=("main",))``: lays the files of ``source`` into
+    ``HF_HOME/hub/models--owner--name`` as huggingface_hub does (content-addressed blobs, a snapshot
+    folder of relative symlinks per commit, refs naming commits) and returns the snapshot folder.
+    """
+    import hashlib
+
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def publish(repo: str, source: Path, commit: str, refs: tuple[str, ...] = ("main",)) -> Path:
+        storage = home / "hub" / f"models--{repo.replace('/', '--')}"
+        snapshot = storage / "snapshots" / commit
+        snapshot.mkdir(parents=True)
+        (storage / "blobs").mkdir(exist_ok=True)
+        for file in sorted(p for p in Path(source).iterdir() if p.is_file()):
+            data = file.read_bytes()
+            blob = storage / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.write_bytes(data)
+            (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+        for ref in refs:
+            (storage / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+            (storage / "refs" / ref).write_text(commit)  # no newline, as huggingface_hub writes it
+        return snapshot
+
+    return publish

@@ -105,7 +105,8 @@ MALFORMED = [
     ("bad_norm", _add('norm = "ref"\n'), f'{EXP}.norm: must be "reference", "none" or a number > 0; got string "ref"'),
     # backend
     ("sonar_needs_predictor", _sub('kind = "mini"', 'kind = "sonar"'),
-     'q.toml:1: backend.predictor: required when kind = "sonar": the path of a SONAR-LLM checkpoint directory'),
+     'q.toml:1: backend.predictor: required when kind = "sonar": a SONAR-LLM checkpoint directory or hub id'
+     ' (e.g. "raxtemur/sonar-llm-900m")'),
     ("empty_card", _sub('kind = "mini"', 'kind = "mini"\nencoder = ""'),
      "q.toml:3: backend.encoder: must be non-empty text"),
     ("backend_not_table", _sub('[backend]\nkind = "mini"\n', 'backend = "mini"\n'),
@@ -361,7 +362,8 @@ def test_absolute_predictor_path_is_kept(tmp_path: Path) -> None:
 
 
 BAD_PREDICTORS = [
-    ("missing", None, "predictor directory does not exist"),
+    ("missing", None,
+     "predictor directory does not exist, nor is it a Hugging Face hub id (owner/name or owner/name@revision)"),
     ("file", "file", "not a directory"),
     ("no_config", "no_config", "not a SONAR-LLM directory (no config.json)"),
     ("bad_json", '{"llama_config": {\n',
