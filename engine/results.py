@@ -26,7 +26,7 @@ FIELDS = (
     "name", "init_text", "story", "method", "lr", "steps", "steps_done", "optimizer", "objective", "norm",
     "decode_every", "beam_size", "seed", "bank", "options", "optimize", "context", "status",
     "init_sim", "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim",
-    "text_sim", "text", "text_exact_match", "scored", "top",
+    "text_sim", "text", "text_exact_match", "scored", "top", "search_trace",
     "decoded_z", "decoded_predictions", "targets", "exact_match", "best", "seconds", "error", "trajectory",
 )  # fmt: skip
 
@@ -53,7 +53,9 @@ class Row:
     text_sim: float | None = None
     text_exact_match: list[bool] = field(default_factory=list)
     scored: int = 0
-    top: list[dict[str, Any]] | None = None  # bank methods: [{"text", "sim"}], best first
+    top: list[dict[str, Any]] | None = None  # discrete methods: [{"text", "sim", "loss"}], best first
+    search_trace: list[list[float]] = field(default_factory=list)  # discrete methods: [scored so far, best sim] per step
+    bank_scored: int = 0  # bank sentences scored before the method's own search began (token_swap's init = "bank")
 
     @property
     def steps_done(self) -> int:
@@ -106,6 +108,7 @@ def result_row(experiment: Experiment, story: Story, status: str = PENDING, row:
         text_exact_match=list(row.text_exact_match) if row else [],
         scored=row.scored if row else 0,
         top=row.top if row else None,
+        search_trace=list(row.search_trace) if row else [],
         decoded_z=row.decoded_z if row else None,
         decoded_predictions=list(row.decoded_predictions) if row else [],
         exact_match=list(row.exact_match) if row else [],

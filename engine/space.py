@@ -54,6 +54,8 @@ class EmbeddingSpace:
         self.decoder_pipeline.model.requires_grad_(False)
         self.encoder_pipeline.model.requires_grad_(False)
         self._target_encoder = self.tokenizer.create_encoder(lang=LANG, mode="target")
+        self._source_encoder: Any = None
+        self._text_decoder: Any = None
         self._pad = self.tokenizer.vocab_info.pad_idx
         self.max_len = int(self.decoder.max_target_seq_len)
         from engine.fast_decoder import lean_greedy
@@ -105,6 +107,47 @@ class EmbeddingSpace:
             max_seq_len=max_seq_len,
             **search,
         )
+
+    # --- tokens in, for searches over the encoder's input (engine.methods.token_swap) ---------------------
+    def source_ids(self, sentence: str) -> Tensor:
+        """The encoder's token ids of a sentence: ``__eng_Latn__ ... </s>`` (the pipeline's own tokenisation)."""
+        if self._source_encoder is None:
+            self._source_encoder = self.tokenizer.create_encoder(lang=LANG, mode="source")
+        return self._source_encoder(sentence).to(self.device)
+
+    def text_of(self, ids: Tensor) -> str:
+        """The text of content token ids (no language token, no ``</s>``)."""
+        if self._text_decoder is None:
+            self._text_decoder = self.tokenizer.create_decoder()
+        return str(self._text_decoder(ids.cpu()))
+
+    @property
+    def token_table(self) -> Tensor:
+        """[V, d] the encoder's token embedding table."""
+        return self.encoder_pipeline.model.encoder_frontend.embed.weight
+
+    def encode_soft(self, tokens: Tensor) -> Tensor:
+        """[B, D] sentence embeddings of token distributions [B, L, V] (one-hot rows: real tokens).
+
+        The encoder pipeline's computation with the table lookup written as a
+        product, so the gradient reaches every token of every position; one-hot
+        inputs give what :meth:`encode` gives for those ids. No padding: every
+        row has the same length.
+        """
+        from fairseq2.nn import BatchLayout
+
+        model = self.encoder_pipeline.model
+        frontend = model.encoder_frontend
+        seqs = tokens.to(self.token_table.dtype) @ self.token_table
+        if frontend.scale != 1.0:
+            seqs = seqs * frontend.scale
+        layout = BatchLayout.of(seqs)
+        if frontend.pos_encoder is not None:
+            seqs = frontend.pos_encoder(seqs, layout)
+        encoded = model.encoder(seqs, layout)
+        if model.layer_norm is not None:
+            encoded = model.layer_norm(encoded)
+        return model.pool(encoded, layout, model.pooling)
 
     def tokenize_targets(self, sentences: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Padded target ids [N, L] (``</s> __eng_Latn__ ... </s>``) and their lengths [N]."""

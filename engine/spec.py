@@ -29,6 +29,8 @@ from engine.bank_source import BANK_CORPUS, bank_source_problem, resolve_bank_pa
 from engine.methods.options import (
     BANK_METHODS,
     GRADIENT,
+    INIT_FROM_BANK,
+    TOKEN_SWAP,
     METHOD_OPTIONS,
     METHODS,
     all_option_keys,
@@ -525,12 +527,18 @@ class _Parser:
     def option(self, key: str, value: Any, at: _At) -> Any:
         """A method option, checked by the type and minimum its dataclass field declares."""
         spec = option_fields(methods_with(key)[0])[key]
+        minimum, maximum = spec.metadata.get("minimum"), spec.metadata.get("maximum")
         if spec.type in (bool, "bool"):
             if not isinstance(value, bool):
                 raise self.fail(at, f"must be true or false, got {_describe(value)}")
             return value
-        minimum = spec.metadata.get("minimum")
-        return self.integer(value, at, minimum=minimum if minimum is not None else -(2**63))
+        if spec.type in (float, "float"):
+            number = self.number(value, at, minimum=minimum if minimum is not None else -math.inf, strict=False)
+        else:
+            number = self.integer(value, at, minimum=int(minimum) if minimum is not None else -(2**63))
+        if maximum is not None and number > maximum:
+            raise self.fail(at, f"must be <= {maximum:g}, got {value!r}")
+        return number
 
     def objective(self, value: Any, at: _At) -> Objective:
         if value == "cycle":
@@ -613,6 +621,13 @@ class _Parser:
             needs = f"method = \"{method}\"" if method in BANK_METHODS else "nearest = true"
             raise self.fail(at, f"{needs} needs a sentence bank: set bank = \"corpus\" or the path of a text file")
         objective = values.get("objective")
-        if method in BANK_METHODS and objective is not None and "cycle" in dict(objective.weights):
+        if method != GRADIENT and objective is not None and "cycle" in dict(objective.weights):
             raise self.fail(at.key("objective"), f"the cycle term applies to method gradient, not {method}")
+        if values.get("init") == INIT_FROM_BANK and method == TOKEN_SWAP:
+            if bank is None:
+                raise self.fail(at.key("init"), 'init = "bank" starts from the bank\'s best sentence: set bank too')
+        elif method == TOKEN_SWAP and options.n_replace > len(values["init"].split()):
+            words = len(values["init"].split())
+            where = at.key("n_replace") if "n_replace" in raw else at
+            raise self.fail(where, f"n_replace = {options.n_replace} is more than the {words} word(s) of init")
         return Experiment(name=name, options=options, **values)

@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from engine.events import DONE, Step
+from engine.events import DONE, RUNNING, Step
 from engine.methods.base import Batch, start
-from engine.methods.top import Seen, end_rows, poll_rows
+from engine.methods.top import Seen, end_rows, poll_rows, reached
 from engine.objectives import Weights, cosine_sims, objective_loss
 
 CHUNK = 512  # bank sentences per step
@@ -53,10 +53,12 @@ def run(batch: Batch) -> None:
             best = seen[i].best(1)[0]
             loss, sim = seen[i].scores[best]
             rows[i].trajectory.append(sim)
+            rows[i].search_trace.append([seen[i].bank_scored, sim])
             batch.emit(Step(experiments[i].name, step, n_chunks, sim, (sim,), loss, 0.0, rate))
         if step == n_chunks:
             break
-        active = poll_rows(batch, active, seen)
+        end_rows(batch, [i for i in active if reached(batch, i, seen[i])], seen, DONE)
+        active = poll_rows(batch, [i for i in active if rows[i].status == RUNNING], seen)
         if not active:
             return
     end_rows(batch, active, seen, DONE)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from engine.events import DONE, RUNNING, Step
 from engine.methods.base import Batch, start
-from engine.methods.top import Seen, end_rows, poll_rows
+from engine.methods.top import Seen, end_rows, poll_rows, reached
 from engine.objectives import Weights, cosine_sims, objective_loss
 
 RANK_CHUNK = 1 << 16  # bank rows per ranking product
@@ -103,8 +103,10 @@ def run(batch: Batch) -> None:
             best = seen[i].best(1)[0]
             best_loss, best_sim = seen[i].scores[best]
             rows[i].trajectory.append(best_sim)
+            rows[i].search_trace.append([seen[i].bank_scored, best_sim])
             batch.emit(Step(experiments[i].name, k, rows[i].steps, best_sim, (best_sim,), best_loss, 0.0, rate))
-        ending = [i for i, p in zip(active, picks) if k >= rows[i].steps or not p]  # done, or the bank is exhausted
+        # done, the bank exhausted, or the early stop reached
+        ending = [i for i, p in zip(active, picks) if k >= rows[i].steps or not p or reached(batch, i, seen[i])]
         if ending:
             end_rows(batch, ending, seen, DONE)
         active = [i for i in active if rows[i].status == RUNNING]

@@ -57,15 +57,16 @@ class Batch:
         return steps / max(time.perf_counter() - since - self.polled, 1e-9)
 
 
-def start(batch: Batch) -> Tensor:
-    """z [B, D] float32 from each row's init text; announces every row with its init and oracle scores.
+def start(batch: Batch, texts: Sequence[str] | None = None) -> Tensor:
+    """z [B, D] float32 from each row's init text (or ``texts``); announces every row with its init and oracle scores.
 
     One init text per encoder call: a batch pads to its longest sentence, which moves the last bits.
     """
     experiments = [r.experiment for r in batch.rows]
     space, problem = batch.scorer.space, batch.problem
-    inits = {text: space.encode([text]).float() for text in dict.fromkeys(e.init for e in experiments)}
-    z = torch.cat([inits[e.init] for e in experiments])
+    texts = list(texts) if texts is not None else [e.init for e in experiments]
+    inits = {text: space.encode([text]).float() for text in dict.fromkeys(texts)}
+    z = torch.cat([inits[t] for t in texts])
     with torch.inference_mode():  # init and oracle scores in one pass
         both = torch.cat([z, problem.oracle.unsqueeze(0)])
         first = cosine_sims(batch.scorer.predictions(both), problem.targets).mean(dim=1).tolist()
@@ -132,3 +133,10 @@ def settle(batch: Batch, which: Sequence[int], best: Sequence[BestText]) -> None
     for n, i in enumerate(which):
         row = batch.rows[i]
         row.text, row.text_sim, row.scored = best[n].text, best[n].sim, best[n].scored
+
+
+def stop_early(options: Any, text_sim: float | None, exact: Sequence[bool] | None) -> bool:
+    """The method's early stop (``stop_at``, ``stop_on_exact``) says this row is done."""
+    if options.stop_at and text_sim is not None and text_sim >= options.stop_at:
+        return True
+    return bool(options.stop_on_exact and exact and all(exact))

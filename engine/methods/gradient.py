@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from engine.events import DONE, FAILED, INTERRUPTED, RUNNING, SKIPPED, Decoded, Step
-from engine.methods.base import Batch, BestText, offer_texts, settle, start
+from engine.methods.base import Batch, BestText, offer_texts, settle, start, stop_early
 from engine.objectives import Weights, cosine_sims, objective_loss
 from engine.problem import predict
 
@@ -138,11 +138,15 @@ def run(batch: Batch) -> None:
         if shown:
             _decode_predictions(batch, [active[j] for j in shown], preds.detach()[shown], z_texts, best, k)
 
-        ending = [j for j in alive if k == rows[active[j]].steps]
+        ending = [j for j in alive if k == rows[active[j]].steps or (
+            active[j] in z_texts and active[j] in due and stop_early(
+                experiments[active[j]].options, best[active[j]].sim, rows[active[j]].exact_match
+            )
+        )]  # fmt: skip
         if ending:
             _roundtrip(batch, [active[j] for j in ending])
             _end(batch, [active[j] for j in ending], DONE, z, best)
-        still = [active[j] for j in alive if k < rows[active[j]].steps]
+        still = [active[j] for j in alive if rows[active[j]].status == RUNNING]
         if not still:
             break
 

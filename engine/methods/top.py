@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.events import INTERRUPTED, RUNNING, SKIPPED, Decoded
-from engine.methods.base import Batch, BestText, settle
+from engine.methods.base import Batch, BestText, settle, stop_early
 from engine.objectives import Weights
 
 
@@ -38,6 +38,19 @@ class Seen:
 
     def best(self, k: int) -> list[int]:
         return heapq.nsmallest(k, self.scores, key=lambda i: self.scores[i][0])
+
+
+def reached(batch: Batch, i: int, seen: Seen) -> bool:
+    """Whether row i's early stop holds for its best bank sentence so far."""
+    options = batch.rows[i].experiment.options
+    if not (options.stop_at or options.stop_on_exact):
+        return False
+    best = seen.best(1)[0]
+    exact = None
+    if options.stop_on_exact:
+        vector = batch.scorer.encode([batch.rows[i].experiment.init]) if best < 0 else batch.bank.rows([best])
+        exact = batch.scorer.exact_match(vector.to(batch.device), batch.rows[i].experiment.beam_size)[0]
+    return stop_early(options, seen.scores[best][1], exact)
 
 
 def poll_rows(batch: Batch, active: list[int], seen: list[Seen]) -> list[int]:

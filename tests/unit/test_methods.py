@@ -10,7 +10,7 @@ import torch
 from engine import events as ev
 from engine.bank import load_bank
 from engine.bank_source import BANK_CORPUS
-from engine.methods.options import BankSearchOptions, BankSwapOptions, GradientOptions
+from engine.methods.options import BankSearchOptions, BankSwapOptions, GradientOptions, TokenSwapOptions
 from engine.mini.corpus import LILY_STORY
 from engine.objectives import cycle_distance
 from engine.optimize import optimize_batch
@@ -182,3 +182,67 @@ def test_the_queue_batches_by_method_and_a_second_run_reads_the_bank_cache(model
     first, second = ([e for e in r if isinstance(e, ev.BankLoading)] for r in runs)
     assert not first[-1].cached and first[-1].done == first[-1].total > 0
     assert second[-1].cached and len(second) == 1  # read back: nothing encoded
+
+
+# --- token swap and early stop -------------------------------------------------------------------------------
+def token_swap(name: str, init: str = INIT, steps: int = 15, seed: int = 0, **options) -> Experiment:
+    return Experiment(name, init, method="token_swap", steps=steps, seed=seed, options=TokenSwapOptions(**options))
+
+
+def test_token_swap_scores_real_strings_and_never_ends_below_its_start(models, scorer):
+    (row,), events = run(models, [token_swap("tok", search_width=16)])
+    assert row["text_sim"] >= row["init_sim"] - 1e-6
+    for entry in row["top"]:  # every scored candidate is a string whose encoding is what was scored
+        assert entry["sim"] == pytest.approx(direct_sim(scorer, entry["text"]), abs=1e-5)
+        ids = models.space.source_ids(entry["text"])
+        assert models.space.text_of(ids[1:-1]) == entry["text"]
+    assert row["text_sim"] == pytest.approx(direct_sim(scorer, row["text"]), abs=1e-4)
+    trace = [e.sim for e in events if isinstance(e, ev.Step)]
+    assert trace == sorted(trace) and row["scored"] == row["search_trace"][-1][0]
+    assert any(isinstance(e, ev.Decoded) and e.text for e in events)  # the sentence, shown as it evolves
+
+
+def test_token_swap_finds_a_planted_one_word_fix(models, scorer):
+    fixed = LILY_STORY[0]
+    planted = fixed.replace("girl", "tree")  # one word off the true sentence, far below it
+    assert direct_sim(scorer, planted) < direct_sim(scorer, fixed) - 0.05
+    (row,), _ = run(models, [token_swap("fix", planted, steps=10, topk=64)])
+    assert row["text_sim"] >= direct_sim(scorer, fixed) - 1e-4
+    assert row["text_sim"] >= row["oracle_sim"] - 1e-4  # the true sentence's score, at least
+
+
+def test_token_swap_is_reproducible_by_seed(models):
+    rows, _ = run(models, [token_swap("a", seed=3, search_width=8), token_swap("b", seed=3, search_width=8)])
+    (alone,), _ = run(models, [token_swap("c", seed=3, search_width=8)])
+    assert rows[0]["text"] == rows[1]["text"] == alone["text"]
+    assert rows[0]["search_trace"] == alone["search_trace"]
+
+
+def test_token_swap_from_the_init_reaches_the_oracle_on_lily(models):
+    (row,), _ = run(models, [token_swap("tok", steps=30)])
+    assert row["text_sim"] >= row["oracle_sim"]
+
+
+def test_token_swap_from_the_bank_starts_at_the_banks_best(models, corpus):
+    (search,), _ = run(models, [Experiment("s", INIT, method="bank_search", bank=BANK_CORPUS, options=BankSearchOptions())], corpus)
+    (row,), _ = run(models, [Experiment("t", "bank", method="token_swap", bank=BANK_CORPUS, steps=3, options=TokenSwapOptions(search_width=8))], corpus)
+    assert row["init_sim"] == pytest.approx(search["text_sim"], abs=1e-5)
+    assert row["text_sim"] >= row["init_sim"] - 1e-6 and row["scored"] > len(corpus)
+
+
+def test_stop_on_exact_ends_a_decoder_ce_run_early(models):
+    (row,), _ = run(models, [Experiment("ce", INIT, steps=200, objective=Objective((("decoder_ce", 1.0),)),
+                                        options=GradientOptions(stop_on_exact=True))])  # fmt: skip
+    assert row["steps_done"] < 200 and all(row["exact_match"])
+
+
+def test_stop_at_ends_each_method_once_its_honest_score_is_reached(models, corpus):
+    stop = {"stop_at": 0.5}
+    queue = [
+        (Experiment("search", INIT, method="bank_search", bank=BANK_CORPUS, options=BankSearchOptions(**stop)), corpus),
+        (Experiment("swap", INIT, method="bank_swap", bank=BANK_CORPUS, options=BankSwapOptions(**stop)), corpus),
+        (token_swap("tok", steps=100, **stop), None),
+    ]
+    for experiment, bank in queue:
+        (row,), _ = run(models, [experiment], bank)
+        assert row["text_sim"] >= 0.5 and row["steps_done"] < row["steps"], row["name"]

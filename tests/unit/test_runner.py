@@ -19,7 +19,7 @@ RESULT_KEYS = {
     "init_sim", "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim", "decoded_z",
     "decoded_predictions", "targets", "exact_match", "seconds", "error", "trajectory", "z",
     "decode_every", "beam_size", "seed", "bank", "options", "optimize", "context",
-    "text", "text_sim", "text_exact_match", "scored", "top",
+    "text", "text_sim", "text_exact_match", "scored", "top", "search_trace",
 }
 STORIES = {
     "lily": Story("lily", LILY_STORY, optimize=0, targets=(1,)),

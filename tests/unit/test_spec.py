@@ -85,7 +85,8 @@ MALFORMED = [
      "q.toml:9: stories.lily: unknown key 'target' (did you mean 'targets'?)"),
     ("unknown_defaults_key", _sub("lr = 0.02", 'lr = 0.02\nname = "x"'),
      "q.toml:6: defaults: unknown key 'name' (allowed: story, init, lr, steps, optimizer, objective, norm, "
-     "decode_every, beam_size, seed, method, bank, snap_every, nearest, top_k, search_width, buffer_size)"),
+     "decode_every, beam_size, seed, method, bank, stop_at, stop_on_exact, snap_every, nearest, top_k, search_width, "
+     "buffer_size, n_replace, topk)"),
     ("unknown_objective_term", _add("objective = {cosine = 1.0, ce = 0.1}\n"),
      f"{EXP}.objective: unknown key 'ce' (allowed: cosine, mse, decoder_ce, cycle)"),
     # enums list what is allowed
@@ -458,7 +459,7 @@ METHOD_ERRORS = [
      'q.toml:10: experiments[0] (a): method = "bank_swap" needs a sentence bank: set bank = "corpus" or the path of a'
      " text file"),
     ("unknown_method", 'method = "bank_serch"\n',
-     'q.toml:13: experiments[0] (a).method: must be one of "gradient", "bank_search", "bank_swap"; got string'
+     'q.toml:13: experiments[0] (a).method: must be one of "gradient", "bank_search", "bank_swap", "token_swap"; got string'
      " \"bank_serch\" (did you mean 'bank_search'?)"),
     ("negative_snap", "snap_every = -1\n", "q.toml:13: experiments[0] (a).snap_every: must be >= 0, got -1"),
     ("zero_width", 'method = "bank_swap"\nbank = "corpus"\nsearch_width = 0\n',
@@ -475,14 +476,28 @@ METHOD_ERRORS = [
     ("cycle_with_bank_method", 'method = "bank_search"\nbank = "corpus"\nobjective = {cosine = 1.0, cycle = 0.5}\n',
      "q.toml:15: experiments[0] (a).objective: the cycle term applies to method gradient, not bank_search"),
     ("nearest_not_bool", 'nearest = "yes"\n', 'q.toml:13: experiments[0] (a).nearest: must be true or false, got string "yes"'),
+    ("token_swap_n_replace", 'method = "token_swap"\nn_replace = 2\n',
+     "q.toml:14: experiments[0] (a).n_replace: n_replace = 2 is more than the 1 word(s) of init"),
+    ("token_swap_topk", 'method = "token_swap"\ntopk = 0\n', "q.toml:14: experiments[0] (a).topk: must be >= 1, got 0"),
+    ("token_swap_empty_init", 'method = "token_swap"\n', "q.toml:12: experiments[0] (a).init: must be non-empty text",),
+    ("token_swap_bank_init", 'method = "token_swap"\n',
+     'q.toml:12: experiments[0] (a).init: init = "bank" starts from the bank\'s best sentence: set bank too'),
+    ("stop_at_above_one", "stop_at = 1.5\n", "q.toml:13: experiments[0] (a).stop_at: must be <= 1, got 1.5"),
+    ("unknown_method_option", 'method = "token_swap"\nsearch_widht = 8\n',
+     "q.toml:14: experiments[0] (a): unknown key 'search_widht' (did you mean 'search_width'?)"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("extra, expected", [c[1:] for c in METHOD_ERRORS], ids=[c[0] for c in METHOD_ERRORS])
 def test_method_and_bank_errors_name_the_key(extra: str, expected: str, tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n  \n", encoding="utf-8")
+    base = BASE
+    if "empty_init" in expected or "empty text" in expected:
+        base = BASE.replace('init = "x"', 'init = " "')
+    if "set bank too" in expected:
+        base = BASE.replace('init = "x"', 'init = "bank"')
     with pytest.raises(SpecError) as info:
-        parse_spec(BASE + extra, "q.toml", base_dir=tmp_path)
+        parse_spec(base + extra, "q.toml", base_dir=tmp_path)
     assert str(info.value) == expected.format(d=tmp_path)
 
 

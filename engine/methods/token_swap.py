@@ -1,0 +1,228 @@
+"""Token swap: GCG over the tokens of the encoder's input, so every iterate is a real sentence.
+
+From the tokens of ``init`` (or, with ``init = "bank"``, of the bank's best
+sentence for the story), each step takes the gradient of the objective with
+respect to the one-hot input tokens through the SONAR encoder
+(:meth:`engine.space.EmbeddingSpace.encode_soft`), ranks replacement tokens per
+position (``topk``), forms ``search_width`` candidates that each change
+``n_replace`` random positions to random tokens of those lists, drops the
+candidates whose text does not tokenise back to the same ids (nanoGCG's
+``filter_ids``) or was scored before, and scores the rest exactly as strings
+(encode, predict, objective). The ``buffer_size`` best sentences are kept; each
+step edits the best of them. Randomness comes from the experiment's ``seed``
+alone, so a row finds the same text whatever shares its batch.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Decoded, Step
+from engine.methods.base import Batch, BestText, settle, start, stop_early
+from engine.methods.options import INIT_FROM_BANK
+from engine.objectives import Weights, cosine_sims, objective_loss
+from engine.results import Row
+
+_LANG_TOKEN = re.compile(r"^__\w+__$")
+_allowed: dict[int, Tensor] = {}  # id(space) -> [V] bool: tokens a candidate may use
+
+
+def allowed_tokens(space: Any) -> Tensor:
+    """Ordinary text pieces: not pad/unk/bos/eos, not a language token, and something to show."""
+    key = id(space)
+    if key not in _allowed:
+        info = space.tokenizer.vocab_info
+        special = {info.pad_idx, info.unk_idx, info.bos_idx, info.eos_idx}
+        mask = torch.zeros(info.size, dtype=torch.bool)
+        for i in range(info.size):
+            if i in special:
+                continue
+            text = space.text_of(torch.tensor([i]))
+            mask[i] = bool(text.strip()) and not _LANG_TOKEN.match(text.strip())
+        _allowed[key] = mask.to(space.device)
+    return _allowed[key]
+
+
+@dataclass
+class Search:
+    """One row's state: its buffer of (loss, ids) and every text it scored (text -> (loss, sim))."""
+
+    buffer: list[tuple[float, tuple[int, ...]]]
+    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    generator: torch.Generator = field(default_factory=torch.Generator)
+
+    def best_text(self) -> str:
+        return min(self.scores, key=lambda t: self.scores[t][0])
+
+
+def candidates(
+    ids: Tensor, grad: Tensor, allowed: Tensor, *, width: int, n_replace: int, topk: int, generator: torch.Generator
+) -> list[Tensor]:
+    """``width`` edits of content ids [L]: ``n_replace`` positions each set to one of its ``topk`` tokens by -grad."""
+    length = ids.shape[0]
+    scores = (-grad).masked_fill(~allowed, -torch.inf)  # [L, V]
+    top = scores.topk(min(topk, int(allowed.sum())), dim=1).indices.cpu()  # [L, k]
+    out = []
+    for _ in range(width):
+        positions = torch.randperm(length, generator=generator)[: min(n_replace, length)]
+        picks = torch.randint(top.shape[1], (positions.shape[0],), generator=generator)
+        new = ids.cpu().clone()
+        new[positions] = top[positions, picks]
+        out.append(new)
+    return out
+
+
+def run(batch: Batch) -> None:
+    rows, scorer, problem, space = batch.rows, batch.scorer, batch.problem, batch.scorer.space
+    experiments = [r.experiment for r in rows]
+    device = batch.device
+    starts = _start_texts(batch)
+    start(batch, texts=starts)
+    allowed = allowed_tokens(space)
+    vocab = allowed.shape[0]
+    searches: list[Search] = []
+    for i, (row, text) in enumerate(zip(rows, starts)):
+        ids = tuple(space.source_ids(text)[1:-1].tolist())
+        weights = Weights.of([row.experiment.objective], device)
+        sims, loss = scorer.score(scorer.encode([text]), weights)
+        search = Search([(float(loss[0]), ids)])
+        search.generator.manual_seed(row.experiment.seed)
+        search.scores[text] = (float(loss[0]), float(sims[0]))
+        searches.append(search)
+        row.trajectory.append(float(sims[0]))
+    lang, eos = space.source_ids("x")[0], space.source_ids("x")[-1]
+
+    active = list(range(len(rows)))
+    loop_start = time.perf_counter()
+    k = 0
+    while active:
+        if k > 0:
+            command = batch.poll()
+            if command == "stop":
+                _end(batch, active, searches, INTERRUPTED)
+                return
+            if command:
+                _end(batch, [i for i in active if experiments[i].name in command], searches, SKIPPED)
+                active = [i for i in active if rows[i].status == RUNNING]
+                if not active:
+                    return
+        k += 1
+        texts: list[str] = []
+        owners: list[int] = []
+        for i in active:
+            options = experiments[i].options
+            ids = torch.tensor(searches[i].buffer[0][1], device=device)
+            full = torch.cat([lang.view(1), ids, eos.view(1)])
+            onehot = torch.nn.functional.one_hot(full, vocab).float().unsqueeze(0).requires_grad_(True)
+            with torch.enable_grad():
+                z = space.encode_soft(onehot).float()
+                preds = scorer.predictions(z)
+                loss = objective_loss(
+                    preds, problem.targets, Weights.of([experiments[i].objective], device), scorer=space,
+                    tokens=problem.tokens,
+                )  # fmt: skip
+            grad = torch.autograd.grad(loss.sum(), onehot)[0][0, 1:-1]
+            fresh: dict[str, None] = {}
+            for new in candidates(ids, grad, allowed, width=options.search_width, n_replace=options.n_replace,
+                                  topk=options.topk, generator=searches[i].generator):  # fmt: skip
+                text = space.text_of(new)
+                if text in searches[i].scores or text in fresh or not text.strip():
+                    continue
+                if not torch.equal(space.source_ids(text)[1:-1].cpu(), new):  # does not survive decode -> retokenise
+                    continue
+                fresh[text] = None
+            if not fresh:  # every edit of the best sentence is scored: search from the next one in the buffer
+                searches[i].buffer.pop(0)
+            texts += list(fresh)
+            owners += [i] * len(fresh)
+        if texts:
+            vectors = scorer.encode(texts)
+            weights = Weights.of([experiments[i].objective for i in owners], device)
+            with torch.inference_mode():
+                preds = scorer.predictions(vectors)
+                sims = cosine_sims(preds, problem.targets)
+                losses = objective_loss(
+                    preds, problem.targets, weights, sims=sims, scorer=space, tokens=problem.tokens
+                ).tolist()
+            means = sims.mean(dim=1).tolist()
+            for text, i, loss_value, sim in zip(texts, owners, losses, means):
+                searches[i].scores[text] = (loss_value, sim)
+                ids = tuple(space.source_ids(text)[1:-1].tolist())
+                searches[i].buffer.append((loss_value, ids))
+        rate = batch.rate(k, loop_start)
+        ending = []
+        for i in active:
+            search, options = searches[i], experiments[i].options
+            search.buffer = sorted(search.buffer)[: options.buffer_size]
+            loss_value, sim = search.scores[search.best_text()]
+            rows[i].trajectory.append(sim)
+            rows[i].search_trace.append([len(search.scores) + rows[i].bank_scored, sim])
+            batch.emit(Step(experiments[i].name, k, rows[i].steps, sim, (sim,), loss_value, 0.0, rate))
+            exact = None
+            if options.stop_on_exact or k % experiments[i].decode_every == 0 or k >= rows[i].steps:
+                exact = _show(batch, i, search, k)
+            exhausted = not search.buffer
+            if k >= rows[i].steps or exhausted or stop_early(options, sim, exact):
+                ending.append(i)
+        _end(batch, ending, searches, DONE)
+        active = [i for i in active if rows[i].status == RUNNING]
+
+
+def _start_texts(batch: Batch) -> list[str]:
+    """Each row's first sentence: its init text, or with init = "bank" the bank's best sentence for the story."""
+    texts = [r.experiment.init for r in batch.rows]
+    if INIT_FROM_BANK in texts:
+        best = [float("-inf"), ""]
+        for first, chunk in batch.bank.chunks(512):
+            sims, _ = batch.scorer.score(chunk.to(batch.device), rows=64)
+            top = int(sims.argmax())
+            if float(sims[top]) > best[0]:
+                best = [float(sims[top]), batch.bank.text(first + top)]
+        texts = [best[1] if t == INIT_FROM_BANK else t for t in texts]
+        for row, text in zip(batch.rows, texts):
+            if row.experiment.init == INIT_FROM_BANK:
+                row.bank_scored = len(batch.bank)
+    return texts
+
+
+def _show(batch: Batch, i: int, search: Search, k: int) -> list[bool]:
+    """Decode the predictions made from the best sentence so far; announce it; whether each decodes exactly."""
+    row: Row = batch.rows[i]
+    text = search.best_text()
+    scorer = batch.scorer
+    with torch.inference_mode():
+        preds = scorer.predictions(scorer.encode([text]))[0]
+    row.decoded_z = text
+    row.decoded_predictions = scorer.decode(preds, row.experiment.beam_size)
+    targets = batch.problem.target_texts
+    row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
+    batch.emit(Decoded(
+        row.experiment.name, k, text, tuple(row.decoded_predictions), targets, tuple(row.exact_match),
+        text, search.scores[text][1],
+    ))  # fmt: skip
+    return row.exact_match
+
+
+def _end(batch: Batch, which: list[int], searches: list[Search], status: str) -> None:
+    if not which:
+        return
+    best = []
+    for i in which:
+        tracker = BestText()
+        text = searches[i].best_text()
+        tracker.add(text, float(batch.scorer.score(batch.scorer.encode([text]))[0][0]))
+        best.append(tracker)
+    settle(batch, which, best)
+    for i, tracker in zip(which, best):
+        row = batch.rows[i]
+        row.scored = len(searches[i].scores) + row.bank_scored
+        row.roundtrip_sim = tracker.sim
+        top = sorted(searches[i].scores.items(), key=lambda kv: kv[1][0])[:10]
+        row.top = [{"text": t, "sim": s, "loss": l} for t, (l, s) in top]
+        batch.finish(i, status, batch.scorer.encode([tracker.text])[0])
