@@ -24,7 +24,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from rich.text import Text
 from textual import events
@@ -61,9 +61,9 @@ EXPORTS = (("csv", "export.csv"), ("json", "export.json"), ("markdown", "export.
 ENDED_SHOWN = (ev.SKIPPED, ev.FAILED, ev.INTERRUPTED)  # counted beside "done" in the header
 
 
-def ended_counts(counts: Any) -> str:
+def ended_counts(counts: Mapping[str, int]) -> str:
     """How many ended otherwise than done, as " · 1 skipped · 2 failed" ("" when none did)."""
-    return "".join(f" · {counts[status]} {status}" for status in ENDED_SHOWN if counts[status])
+    return "".join(f" · {counts[s]} {s}" for s in ENDED_SHOWN if counts.get(s))
 
 
 class EmboptApp(App[int]):
