@@ -543,9 +543,10 @@ def export_results(session: Session, state: RunState | None = None) -> list[Path
     """
     results = session.store.results()
     if state is not None:
-        live = {row["name"]: row for row in state.rows() if row.get("status") in (ev.RUNNING, ev.PENDING)}
+        unfinished = (ev.RUNNING, ev.PENDING)
+        live = {row["name"]: row for row in state.rows() if row.get("status") in unfinished}
         rows = results["experiments"]
-        results["experiments"] = [live.get(r["name"], r) if r.get("status") in (ev.RUNNING, ev.PENDING) else r for r in rows]
+        results["experiments"] = [live.get(r["name"], r) if r.get("status") in unfinished else r for r in rows]
     run = report.Run(str(session.run_dir), results)
     written = []
     for fmt, name in EXPORTS:
