@@ -22,13 +22,13 @@ import os
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
@@ -37,6 +37,7 @@ from engine import events as ev
 from engine import report
 from engine.session import Session
 from engine.spec import SpecError, parse_spec
+from embopt_tui import keys
 from embopt_tui.messages import EngineDone, EventBridge, EventsPending
 from embopt_tui.state import RunState
 from embopt_tui.widgets.decoded import DecodedView
@@ -57,38 +58,20 @@ CONFIG_POLL_S = 0.5
 # SIGINT comes only from kill here: in raw mode Ctrl+C is a key (bound to quit).
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 EXPORTS = (("csv", "export.csv"), ("json", "export.json"), ("markdown", "export.md"))
+ENDED_SHOWN = (ev.SKIPPED, ev.FAILED, ev.INTERRUPTED)  # counted beside "done" in the header
+
+
+def ended_counts(counts: Mapping[str, int]) -> str:
+    """How many ended otherwise than done, as " · 1 skipped · 2 failed" ("" when none did)."""
+    return "".join(f" · {counts[s]} {s}" for s in ENDED_SHOWN if counts.get(s))
 
 
 class EmboptApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "embopt-tui"
-    BINDINGS = [
-        Binding("p", "toggle_pause", "Pause"),
-        Binding("s", "skip", "Skip"),
-        Binding("r", "reload", "Reload"),
-        Binding("e", "export", "Export"),
-        Binding("d", "show_run_dir", "Run dir"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
-        Binding("1", "show_tab('live')", "Live", show=False),
-        Binding("2", "show_tab('results')", "Results", show=False),
-        Binding("3", "show_tab('plot')", "Plot", show=False),
-    ]
-    HELP_KEYS = [
-        ("p", "pause / resume the engine (between steps)"),
-        ("s", "skip the running experiment(s)"),
-        ("r", "reload experiments.toml now (also on save)"),
-        ("e", "export export.csv/.json/.md to the run dir"),
-        ("d", "show the run directory"),
-        ("q", "quit (asks while running; the running"),
-        ("", "experiment is saved as interrupted)"),
-        ("1 2 3", "Live / Results / Plot tab"),
-        ("↑ ↓", "choose an experiment (Live shows it)"),
-        ("← → o", "Results: pick a column, sort (again: reverse)"),
-        ("tab", "move focus: queue / tab content"),
-        ("?", "this help"),
-    ]
+    BINDINGS = keys.bindings()
+    # Textual's own palette entries that ours replace (its "Keys" panel is our help screen).
+    REPLACED_SYSTEM_COMMANDS = ("Quit", "Keys")
 
     def __init__(
         self,
@@ -217,7 +200,9 @@ class EmboptApp(App[int]):
                 self._engine_done(event)
                 continue
             self.state.apply(event)
-            if isinstance(event, ev.BackendFailed):
+            if isinstance(event, ev.ExperimentFinished) and event.status == ev.SKIPPED:
+                self.notify(f"{event.name}: saved as skipped.", title="Skipped")
+            elif isinstance(event, ev.BackendFailed):
                 self.notify(ellipsize(event.error, 300), title="Model load failed", severity="error", timeout=30)
         self._follow_running()
         self._dirty = True
@@ -235,7 +220,7 @@ class EmboptApp(App[int]):
         best = self.state.best or best_of(self.state.results)
         summary = {0: "Queue finished", 1: "Queue finished with failures", 130: "Queue interrupted"}.get(
             message.code, "Queue ended"
-        )
+        ) + ended_counts(self.state.counts())
         self.notify(
             f"{summary}. Best: {', '.join(sorted(best)) or '—'}\nRun directory: {self._run_dir_text()}",
             title="Done",
@@ -266,9 +251,10 @@ class EmboptApp(App[int]):
             self.status_bar.update(status, layout=False)
         self.queue.show(state, best)
         view = state.experiments.get(self._shown_name() or "")
-        self.trace.show(view)
+        self.trace.show(view, state.paused)
         self.decoded.show(view)
-        self.table.show(state.results, best)
+        if self.tabs.active == "results" or not state.running:  # a DataTable refill costs the engine GIL time
+            self.table.show(state.rows(), best)
         run_dir = Text.assemble(("Run directory: ", "dim"), self._run_dir_text(), ("   e: export", "dim"))
         if run_dir != self._last_run_dir:
             self._last_run_dir = run_dir
@@ -307,13 +293,15 @@ class EmboptApp(App[int]):
             out.append(f" loading models {bar} {fraction:4.0%} ", style="yellow")
             out.append(state.loading_stage, style="dim")
         else:
-            total = len(state.experiments)
-            finished = sum(x.result is not None for x in state.experiments.values())
+            counts = state.counts()
+            done = f"{counts[ev.DONE]}/{len(state.experiments)}"
             if state.finished:
                 style = "bold green" if state.finished == "done" else "bold yellow"
-                out.append(f" ■ {state.finished} {finished}/{total}", style=style)
+                out.append(f" ■ {state.finished} {done}", style=style)
             else:
-                out.append(f" ▶ running · {finished}/{total} done", style="bold cyan")
+                style = "bold cyan"
+                out.append(f" ▶ running · {done} done", style=style)
+            out.append(ended_counts(counts), style=style)
             if self.quitting and self.engine_running:
                 out.append("  stopping after this step…", style="bold yellow")
             elif state.paused:
@@ -408,11 +396,26 @@ class EmboptApp(App[int]):
         self.notify("Paused between steps: p resumes." if paused else "Resumed.", title="Engine")
 
     def action_skip(self) -> None:
-        if not self.state.running:
+        """Skip the experiment selected in the queue, running or pending."""
+        name = self.queue.selected_name()
+        x = self.state.experiments.get(name or "")
+        if x is None or not self.engine_running:
+            self.notify("The queue is not running: nothing to skip.", severity="warning")
+            return
+        if x.status not in (ev.RUNNING, ev.PENDING):
+            self.notify(f"{x.name} is {x.status}: only a running or pending one can be skipped.", severity="warning")
+            return
+        self.control.request_skip(x.name)
+        self.notify(f"Skipping {x.name} ({x.status}).", title="Engine")
+
+    def action_skip_batch(self) -> None:
+        """Skip every experiment of the running batch."""
+        running = self.state.running
+        if not running or not self.engine_running:
             self.notify("Nothing is running to skip.", severity="warning")
             return
         self.control.request_skip()
-        self.notify(f"Skipping {', '.join(x.name for x in self.state.running)}.", title="Engine")
+        self.notify(f"Skipping the batch: {', '.join(x.name for x in running)}.", title="Engine")
 
     def action_reload(self) -> None:
         self._config_mtime = self._mtime()
@@ -420,7 +423,7 @@ class EmboptApp(App[int]):
 
     def action_export(self) -> None:
         try:
-            written = export_results(self.session)
+            written = export_results(self.session, self.state)
         except OSError as err:
             where = err.filename or self.session.run_dir
             self.notify(f"{where}: {err.strerror}", title="Export failed", severity="error")
@@ -434,11 +437,13 @@ class EmboptApp(App[int]):
         self.tabs.active = tab
         if tab == "results":
             self.table.focus()
+        elif tab == "live":
+            self.queue.focus()  # the Live tab shows the queue's choice: the arrows (and s) act there
         self._dirty = True
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.HELP_KEYS))
+            self.push_screen(HelpScreen(keys.help_lines(self.config_name), self.config_path))
 
     async def action_quit(self) -> None:
         if not self.engine_running:
@@ -448,7 +453,8 @@ class EmboptApp(App[int]):
             self.forced_exit = True
             self.exit(130, return_code=130)
             return
-        if isinstance(self.screen, ConfirmQuit):
+        if isinstance(self.screen, ConfirmQuit):  # q or ctrl+c again in the dialog: the answer is yes
+            self.screen.dismiss(True)
             return
         self.push_screen(ConfirmQuit(), self._confirmed_quit)
 
@@ -465,21 +471,16 @@ class EmboptApp(App[int]):
             self.exit(self.engine_code or 0, return_code=self.engine_code or 0)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        commands = (
-            ("Pause / resume", "Pause the engine between steps, or resume it", self.action_toggle_pause),
-            ("Skip experiment", "Skip the running experiment(s)", self.action_skip),
-            ("Reload experiments.toml", "Apply the config file to pending experiments now", self.action_reload),
-            ("Export results", "Write export.csv, .json and .md into the run directory", self.action_export),
-            ("Show run directory", "Where this run's files are", self.action_show_run_dir),
-            ("Live tab", "The running experiment", lambda: self.action_show_tab("live")),
-            ("Results tab", "The comparison table", lambda: self.action_show_tab("results")),
-            ("Plot tab", "Every similarity curve", lambda: self.action_show_tab("plot")),
-            ("Help", "Keys", self.action_help),
-            ("Quit", "Stop the queue (saved as interrupted) and quit", self.action_quit),
-        )
-        for title, help_text, callback in commands:
-            yield SystemCommand(title, help_text, callback)
-        yield from super().get_system_commands(screen)
+        for title, about, action in keys.commands(self.config_name):
+            yield SystemCommand(title, about, partial(self.run_action, action))
+        for command in super().get_system_commands(screen):
+            if command.title not in self.REPLACED_SYSTEM_COMMANDS:
+                yield command
+
+    @property
+    def config_name(self) -> str:
+        """The watched config file's name, as the help and the palette write it."""
+        return self.config_path.name if self.config_path is not None else "config.toml"
 
     # --- signals and shutdown ----------------------------------------------
     def _install_signal_handlers(self) -> None:
@@ -534,9 +535,19 @@ class EmboptApp(App[int]):
             self.join_engine(timeout=2.0 if self.forced_exit else None)
 
 
-def export_results(session: Session) -> list[Path]:
-    """The run's current results in every export format (the same code as `embopt-tui report`)."""
-    run = report.Run(str(session.run_dir), session.store.results())
+def export_results(session: Session, state: RunState | None = None) -> list[Path]:
+    """The run's current results in every export format (the same code as `embopt-tui report`).
+
+    Mid-run, the rows not finished yet are those of the Results tab (``state``): running ones with
+    their similarity so far.
+    """
+    results = session.store.results()
+    if state is not None:
+        unfinished = (ev.RUNNING, ev.PENDING)
+        live = {row["name"]: row for row in state.rows() if row.get("status") in unfinished}
+        rows = results["experiments"]
+        results["experiments"] = [live.get(r["name"], r) if r.get("status") in unfinished else r for r in rows]
+    run = report.Run(str(session.run_dir), results)
     written = []
     for fmt, name in EXPORTS:
         path = session.run_dir / name

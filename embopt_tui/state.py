@@ -7,11 +7,12 @@ so a fast engine costs the UI a list append per step, not a repaint.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine import events as ev
-from engine.results import best_names
+from engine.results import Row, best_names, result_row
 from engine.spec import Experiment, Spec
 
 Z_HISTORY = 6  # distinct decodes of z kept for the "how z changed" list
@@ -44,9 +45,25 @@ class ExperimentView:
 
     @property
     def eta_s(self) -> float | None:
+        """Seconds left at the engine's rate (which leaves paused time out); None when not running."""
         if not self.steps_per_s or self.status != ev.RUNNING:
             return None
         return (self.total - self.step) / self.steps_per_s
+
+    def row(self, spec: Spec | None) -> dict[str, Any]:
+        """The results.json row: the saved one once finished, else one built from what the run shows so far."""
+        if self.result is not None:
+            return self.result
+        e = self.spec
+        if e is None or spec is None or e.story not in spec.stories:
+            return {"name": self.name, "status": self.status}
+        trajectory = [self.init_sim, *self.sims] if self.sims and self.init_sim is not None else []
+        live = Row(e, self.total or e.steps, self.status, trajectory, self.init_sim, self.oracle_sim)
+        live.decoded_z = self.decoded.z_text if self.decoded is not None else None
+        out = result_row(e, spec.story_of(e), self.status, live)
+        out.pop("z", None)
+        out["steps_done"], out["best"] = self.step, False
+        return out
 
 
 @dataclass
@@ -63,6 +80,7 @@ class RunState:
     finished: str | None = None  # RunFinished.status once the queue is over
     best: frozenset[str] = frozenset()  # the best experiment of each story, once the run has ended
     experiments: dict[str, ExperimentView] = field(default_factory=dict)
+    spec: Spec | None = None
 
     @classmethod
     def from_spec(cls, config_path: str, spec: Spec | None) -> RunState:
@@ -88,6 +106,7 @@ class RunState:
 
     def set_spec(self, spec: Spec) -> None:
         """Attach experiment definitions (for details); pending ones follow the file."""
+        self.spec = spec
         by_name = {e.name: e for e in spec.experiments}
         for name, experiment in by_name.items():
             self.experiments.setdefault(name, ExperimentView(name)).spec = experiment
@@ -99,6 +118,14 @@ class RunState:
     @property
     def results(self) -> list[dict[str, Any]]:
         return [x.result for x in self.experiments.values() if x.result is not None]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every experiment's row in queue order: finished, running (live similarity) and pending."""
+        return [x.row(self.spec) for x in self.experiments.values()]
+
+    def counts(self) -> Counter[str]:
+        """How many experiments are in each status."""
+        return Counter(x.status for x in self.experiments.values())
 
     def apply(self, event: ev.Event) -> None:
         """Fold one engine event into the state."""

@@ -46,8 +46,11 @@ class QueuePanel(Widget, can_focus=True):
         self._top = 0
         self._lines: list[Text] = []
         self._wanted: str | None = None  # selected before its row existed
+        self._state: RunState | None = None
+        self._best: frozenset[str] = frozenset()
 
     def show(self, state: RunState, best: frozenset[str] = frozenset()) -> None:
+        self._state, self._best = state, best
         selected = self.selected_name()
         self.names = tuple(state.experiments)
         if self._wanted in self.names:
@@ -92,7 +95,10 @@ class QueuePanel(Widget, can_focus=True):
         return Text("\n").join(out)
 
     def on_resize(self) -> None:
-        self._lines = []  # name width changed: rebuild on the next frame
+        # The names are padded or clipped to the width: rebuild them now, not on the app's next frame,
+        # which may not come before the screen is drawn (the first frame is built before any layout).
+        if self._state is not None:
+            self.show(self._state, self._best)
 
     def on_focus(self) -> None:
         self.refresh()

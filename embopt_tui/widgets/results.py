@@ -1,4 +1,9 @@
-"""The comparison table: the reference report's columns plus Oracle, Round-trip and Decoded z."""
+"""The comparison table: the reference report's columns plus Oracle, Round-trip and Decoded z.
+
+Every experiment has a row, running ones with their live similarity and
+pending ones with their settings; the config columns that differ between
+rows (Story, Objective, Optimizer, Norm) are shown, the others hidden.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,27 @@ from textual.widgets import DataTable
 
 from engine.results import best_by_story
 
-from embopt_tui.widgets.format import ellipsize, num
+from engine import events as ev
+from embopt_tui.widgets.format import STATUS_GLYPHS, STATUS_STYLES, ellipsize, num
 
 
 def _g(value: Any) -> str:
     return "—" if value is None else f"{value:g}"
 
 
-# (header, results.json field, cell text, right-aligned)
-COLUMNS: tuple[tuple[str, str, Callable[[Any], str], bool], ...] = (
+def _text(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+Column = tuple[str, str, Callable[[Any], str], bool]  # (header, results.json field, cell text, right-aligned)
+# Shown only when the rows do not all have the same value.
+VARYING: tuple[Column, ...] = (
+    ("Story", "story", _text, False),
+    ("Objective", "objective", _text, False),
+    ("Optimizer", "optimizer", _text, False),
+    ("Norm", "norm", lambda v: _g(v) if isinstance(v, (int, float)) else _text(v), False),
+)
+COLUMNS: tuple[Column, ...] = (
     ("Experiment", "name", str, False),
     ("Init Text", "init_text", str, False),
     ("LR", "lr", _g, True),
@@ -31,8 +48,19 @@ COLUMNS: tuple[tuple[str, str, Callable[[Any], str], bool], ...] = (
     ("Decoded z", "decoded_z", str, False),
 )
 # Long text columns are clipped, more on narrow terminals, so the numbers stay in view.
+SHOWN_FIELDS = COLUMNS + VARYING
+SAID = (ev.FAILED, ev.SKIPPED, ev.INTERRUPTED)
 CLIP = {"init_text": (16, 28), "decoded_z": (30, 48)}
-FIELDS = tuple(c[1] for c in COLUMNS)
+
+
+def columns(rows: list[dict[str, Any]], always: tuple[Column, ...] = COLUMNS) -> tuple[Column, ...]:
+    """The always-shown columns with, after Improvement, the config columns whose value differs between rows.
+
+    After Improvement, so that at 80 columns the reference report's numbers stay in view.
+    """
+    differing = tuple(c for c in VARYING if len({repr(r.get(c[1])) for r in rows}) > 1)
+    at = next(i for i, c in enumerate(always) if c[1] == "improvement") + 1
+    return always[:at] + differing + always[at:]
 
 
 def best_of(results: list[dict[str, Any]]) -> frozenset[str]:
@@ -41,7 +69,7 @@ def best_of(results: list[dict[str, Any]]) -> frozenset[str]:
 
 
 class ResultsTable(DataTable[Text]):
-    """Finished experiments; `o` sorts by the column under the cursor (again: reverse)."""
+    """Every experiment's row; `o` sorts by the column under the cursor (again: reverse)."""
 
     BINDINGS = [Binding("o", "sort_column", "Sort")]
 
@@ -52,13 +80,14 @@ class ResultsTable(DataTable[Text]):
         self.sort_field: str | None = None
         self.sort_reverse = False
         self.narrow = False
+        self.columns_shown: tuple[Column, ...] = COLUMNS
         self._shown: tuple[Any, ...] | None = None
 
     def on_mount(self) -> None:
         self._fill()
 
     def show(self, results: list[dict[str, Any]], best: frozenset[str]) -> None:
-        key = (tuple((r.get("name"), r.get("status"), r.get("final_sim")) for r in results), best)
+        key = (tuple(tuple(repr(r.get(c[1])) for c in SHOWN_FIELDS) + (r.get("status"),) for r in results), best)
         if key == self._shown:
             return
         self._shown = key
@@ -77,7 +106,8 @@ class ResultsTable(DataTable[Text]):
         self._fill()
 
     def action_sort_column(self) -> None:
-        self.sort_by(FIELDS[max(0, min(self.cursor_column, len(FIELDS) - 1))])
+        shown = self.columns_shown
+        self.sort_by(shown[max(0, min(self.cursor_column, len(shown) - 1))][1])
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
@@ -98,22 +128,25 @@ class ResultsTable(DataTable[Text]):
     def _fill(self) -> None:
         column = self.cursor_column
         self.clear(columns=True)
-        for header, key, _, right in COLUMNS:
+        self.columns_shown = shown = columns(self.results)
+        for header, key, _, right in shown:
             arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_field else ""
             self.add_column(Text(header + arrow, justify="right" if right else "left"), key=key)
         for row in self.ordered():
+            status = row.get("status") or ev.DONE
             is_best = row.get("name") in self.best
-            failed = row.get("status") not in (None, "done")
+            mark = "★" if is_best else " " if status == ev.DONE else STATUS_GLYPHS.get(status, "?")
             cells = []
-            for header, key, fmt, right in COLUMNS:
+            for header, key, fmt, right in shown:
                 text = fmt(row.get(key))
                 if key in CLIP:
                     text = ellipsize(text if row.get(key) is not None else "", CLIP[key][0 if self.narrow else 1])
+                style = "bold green" if is_best else ""
                 if key == "name":
-                    text = ("★ " if is_best else "✗ " if failed else "  ") + text
-                    if failed:
-                        text += f" ({row.get('status')})"
-                style = "bold green" if is_best else "red" if failed and key == "name" else ""
+                    # Ended otherwise than done: said in words too; running and pending have their mark only.
+                    text = f"{mark} {text}" + (f" ({status})" if status in SAID else "")
+                    if not is_best and status != ev.DONE:
+                        style = STATUS_STYLES.get(status, "")
                 cells.append(Text(text, style=style, justify="right" if right else "left"))
             self.add_row(*cells)
         self.move_cursor(column=column, animate=False)

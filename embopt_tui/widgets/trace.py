@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.widget import Widget
 
 from embopt_tui.state import ExperimentView
 from embopt_tui.widgets.format import STATUS_STYLES, duration, num, spark_rows
 
-CHART_ROWS = 3
+CHART_ROWS = 3  # at 80x24; taller terminals give the chart more (up to MAX_CHART_ROWS)
+MAX_CHART_ROWS = 16
+TEXT_LINES = 4
 AXIS_WIDTH = 7
-LINES = 4 + CHART_ROWS
+
+
+def chart_rows(pane_height: int) -> int:
+    """Chart height for a Live tab ``pane_height`` rows high: about half of it, the rest left to the decodes."""
+    return max(CHART_ROWS, min(MAX_CHART_ROWS, pane_height // 2 - 2 * TEXT_LINES + 1))
 
 
 def signature(x: ExperimentView | None) -> tuple[object, ...]:
@@ -30,11 +37,13 @@ class LiveView(Widget):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.stable = stable  # hide speed and ETA so snapshots do not depend on timing
         self.view: ExperimentView | None = None
+        self.paused = False
+        self.chart_rows = CHART_ROWS
         self._shown: tuple[object, ...] | None = None
 
-    def show(self, view: ExperimentView | None) -> None:
-        self.view = view
-        key = signature(view)
+    def show(self, view: ExperimentView | None, paused: bool = False) -> None:
+        self.view, self.paused = view, paused
+        key = (signature(view), paused)
         if key != self._shown:
             self._shown = key
             self.refresh()
@@ -42,8 +51,9 @@ class LiveView(Widget):
     def on_resize(self) -> None:
         self._shown = None
 
-    def get_content_height(self, container: object, viewport: object, width: int) -> int:
-        return LINES
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        self.chart_rows = chart_rows(container.height)
+        return TEXT_LINES + self.chart_rows
 
     def render(self) -> Text:
         width = max(20, self.size.width)
@@ -62,9 +72,12 @@ class LiveView(Widget):
         if x.total:
             title.append(f"  step {x.step}/{x.total}")
         if not self.stable and x.steps_per_s and x.status == "running":
-            title.append(f"  {x.steps_per_s:.1f}/s")
-            if x.eta_s is not None:
-                title.append(f"  ETA {duration(x.eta_s)}")
+            if self.paused:  # the clock stops with the engine: no speed or ETA meanwhile (and room at 80 columns)
+                title.append("  ETA paused", style="yellow")
+            else:
+                title.append(f"  {x.steps_per_s:.1f}/s")
+                if x.eta_s is not None:
+                    title.append(f"  ETA {duration(x.eta_s)}")
         metrics = Text(f"loss {num(x.loss, 4)}   norm {num(x.norm, 4)}")
         error = x.result.get("error") if x.result else None
         if error:
@@ -81,12 +94,13 @@ class LiveView(Widget):
         chart_width = max(1, width - AXIS_WIDTH)
         refs = [v for v in (x.init_sim, x.oracle_sim) if v is not None]
         values = x.sims
+        rows = self.chart_rows
         if not values:
-            return [Text("") for _ in range(CHART_ROWS)]
+            return [Text("") for _ in range(rows)]
         lo, hi = min([*values, *refs]), max([*values, *refs])
         out = []
-        for i, row in enumerate(spark_rows(values, chart_width, CHART_ROWS, lo, hi)):
-            label = num(hi) if i == 0 else num(lo) if i == CHART_ROWS - 1 else ""
+        for i, row in enumerate(spark_rows(values, chart_width, rows, lo, hi)):
+            label = num(hi) if i == 0 else num(lo) if i == rows - 1 else ""
             out.append(Text.assemble((row.ljust(chart_width), "cyan"), (" " + label.rjust(AXIS_WIDTH - 1), "dim")))
         return out
 

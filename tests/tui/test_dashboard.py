@@ -12,25 +12,15 @@ import pytest
 from engine import events as ev
 from engine import report
 from engine.spec import SpecError, load_spec
-from embopt_tui.app import EmboptApp, make_app
+from embopt_tui.app import make_app
 from embopt_tui.widgets.results import ResultsTable
 from embopt_tui.widgets.screens import ConfirmQuit, HelpScreen
-from tui_helpers import LILY, SMALL_QUEUE, pause_at_step, queue_toml, results_json, stop_engine, wait_until
+from tui_helpers import (
+    LILY, SMALL_QUEUE, build, notices, pause_at_step, queue_toml, results_json, stop_engine, table_rows,
+    two_batch_queue, wait_until,
+)  # fmt: skip
 
 NAMES = [e["name"] for e in SMALL_QUEUE]
-
-
-def build(config: Path, tmp_path: Path, **kwargs: object) -> EmboptApp:
-    return make_app(config, runs_dir=tmp_path / "runs", stable=True, **kwargs)
-
-
-def table_rows(app: EmboptApp) -> list[list[str]]:
-    table = app.query_one("#table", ResultsTable)
-    return [[cell.plain for cell in table.get_row_at(i)] for i in range(table.row_count)]
-
-
-def notices(app: EmboptApp) -> str:
-    return "\n".join(f"{n.title}: {n.message}" for n in app._notifications)
 
 
 async def test_queue_runs_to_the_finished_table_with_the_best_marked(small_queue, tmp_path):
@@ -70,8 +60,14 @@ async def test_queue_runs_to_the_finished_table_with_the_best_marked(small_queue
         await wait_until(pilot, lambda: app.curves is not None and app.curves.is_mounted, "the plot")
         await pilot.pause(0.3)
         assert app.query_one("#tabs").active == "plot"
-        plot = app.curves.render().plain
-        assert "Mean similarity per step (oracle" in plot and "baseline" in plot
+        plot = app.curves.render_plot().plain
+        assert "Mean similarity per step (oracle" in plot
+        # The names are listed under the plot, not in a legend drawn over the curves.
+        assert "baseline" not in plot and all(name in app.curves.legend_text() for name in NAMES)
+        # The y axis spans every init similarity and the oracle (each curve starts at its init, step 0).
+        lo, hi = app.curves.y_range
+        for x in app.state.experiments.values():
+            assert lo <= x.init_sim <= hi and lo <= x.oracle_sim <= hi and lo <= min(x.sims)
         await pilot.press("q")  # finished: quits without asking
     assert app.return_code == 0
 
@@ -122,20 +118,17 @@ async def test_pause_holds_the_engine_and_resume_finishes(small_queue, tmp_path)
     assert '"type":"paused","time"' in events and '"paused":true' in events and '"paused":false' in events
 
 
-async def test_skip_ends_the_running_batch_and_the_queue_goes_on(tmp_path):
-    config = tmp_path / "experiments.toml"
-    queue = [
-        {"name": "first", "init": "I like cheese."},
-        {"name": "later", "init": "There was a boy named Tom.", "story": "other"},
-    ]
-    config.write_text(two_stories(queue), encoding="utf-8")
+async def test_shift_s_skips_the_running_batch_and_the_queue_goes_on(tmp_path):
+    config = two_batch_queue(tmp_path)
     app = build(config, tmp_path)
     paused = pause_at_step(app, 3)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, paused.is_set, "the pause at step 3")
-        await pilot.press("s")
+        await pilot.press("S")  # shift+s: the whole running batch
         app.control.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
+        await pilot.pause()
+        assert "done 1/2 · 1 skipped" in app.query_one("#status").render().plain
     saved = {r["name"]: r for r in results_json(app.session.run_dir)["experiments"]}
     assert saved["first"]["status"] == ev.SKIPPED
     assert saved["later"]["status"] == ev.DONE
@@ -262,12 +255,7 @@ async def test_a_model_load_failure_is_shown_not_a_traceback(tmp_path):
 
 
 async def test_resume_in_the_dashboard_keeps_finished_results_and_completes_the_run(tmp_path):
-    config = tmp_path / "experiments.toml"
-    queue = [
-        {"name": "first", "init": "I like cheese.", "steps": 6},
-        {"name": "later", "init": "There was a boy named Tom.", "story": "other"},
-    ]
-    config.write_text(two_stories(queue), encoding="utf-8")
+    config = two_batch_queue(tmp_path, steps=6)
     first = build(config, tmp_path)
     stopped = threading.Event()
 
@@ -295,12 +283,6 @@ async def test_resume_in_the_dashboard_keeps_finished_results_and_completes_the_
         await pilot.press("q")
     saved = results_json(run_dir)
     assert saved["status"] == ev.DONE and all(r["status"] == ev.DONE for r in saved["experiments"])
-
-
-def two_stories(queue: list[dict[str, object]]) -> str:
-    """A queue whose experiments on story "other" run as a second batch."""
-    other = f'[stories.other]\nsentences = {json.dumps(LILY)}\noptimize = 0\ntargets = [2]\n\n[[experiments]]'
-    return queue_toml(queue).replace("[[experiments]]", other, 1)
 
 
 async def test_the_live_view_moves_on_when_the_followed_experiment_finishes(tmp_path):

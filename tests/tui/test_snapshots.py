@@ -9,16 +9,10 @@ app's stable mode (no speed, ETA or paths on screen). Update with
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
-from embopt_tui.app import EmboptApp, make_app
-from tui_helpers import pause_at_step, stop_engine, wait_until
+from tui_helpers import build, pause_at_step, stop_engine, wait_until
 
 SIZE = (80, 24)
-
-
-def build(config: Path, tmp_path: Path) -> EmboptApp:
-    return make_app(config, runs_dir=tmp_path / "runs", stable=True)
 
 
 def test_loading(snap_compare, small_queue, tmp_path):

@@ -59,6 +59,13 @@ SMALL_QUEUE = (
 )
 
 
+def build(config: Path, tmp_path: Path, **kwargs: Any) -> Any:
+    """The dashboard on ``config``, its runs under tmp_path, in stable mode unless ``stable=False``."""
+    from embopt_tui.app import make_app
+
+    return make_app(config, runs_dir=tmp_path / "runs", **{"stable": True, **kwargs})
+
+
 async def wait_until(pilot: Any, condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
     """Let the app run until ``condition()`` holds (fails after ``timeout`` with ``what``)."""
     loop = asyncio.get_running_loop()
@@ -101,3 +108,31 @@ def stop_engine(app: Any) -> None:
     app.control.request_stop()
     if app.engine_thread is not None:
         app.engine_thread.join(WAIT_S)
+
+
+def table_rows(app: Any) -> list[list[str]]:
+    """The Results table's cells as text, row by row."""
+    table = app.query_one("#table")
+    return [[cell.plain for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def notices(app: Any) -> str:
+    return "\n".join(f"{n.title}: {n.message}" for n in app._notifications)
+
+
+def two_stories(queue: list[dict[str, object]]) -> str:
+    """A queue whose experiments on story "other" run as a second batch."""
+    other = f'[stories.other]\nsentences = {json.dumps(LILY)}\noptimize = 0\ntargets = [2]\n\n[[experiments]]'
+    return queue_toml(queue).replace("[[experiments]]", other, 1)
+
+
+
+def two_batch_queue(tmp_path: Path, **first: Any) -> Path:
+    """experiments.toml of two batches: "first" (on lily, with ``first``'s settings), then "later" (on "other")."""
+    queue = [
+        {"name": "first", "init": "I like cheese.", **first},
+        {"name": "later", "init": "There was a boy named Tom.", "story": "other"},
+    ]
+    config = tmp_path / "experiments.toml"
+    config.write_text(two_stories(queue), encoding="utf-8")
+    return config
