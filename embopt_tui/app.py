@@ -302,6 +302,9 @@ class EmboptApp(App[int]):
                 style = "bold cyan"
                 out.append(f" ▶ running · {done} done", style=style)
             out.append(ended_counts(counts), style=style)
+            if state.bank is not None and not state.finished:
+                bank = state.bank
+                out.append(f"  encoding bank {bank.bank} {bank.done:,}/{bank.total:,}", style="yellow")
             if self.quitting and self.engine_running:
                 out.append("  stopping after this step…", style="bold yellow")
             elif state.paused:
@@ -394,6 +397,15 @@ class EmboptApp(App[int]):
         self.state.paused = paused  # the engine's Paused event confirms it between steps
         self._dirty = True
         self.notify("Paused between steps: p resumes." if paused else "Resumed.", title="Engine")
+
+    def action_toggle_plot(self) -> None:
+        if not self._ensure_plot():
+            self.call_after_refresh(self.action_toggle_plot)
+            return
+        assert self.curves is not None
+        self.curves.by_scorings = not self.curves.by_scorings
+        self.action_show_tab("plot")
+        self.curves.show(self.state)
 
     def action_skip(self) -> None:
         """Skip the experiment selected in the queue, running or pending."""

@@ -46,6 +46,8 @@ KEYS: tuple[Key, ...] = (
         title="Live tab", about="The experiment chosen in the queue"),
     Key("2", "show_tab('results')", title="Results tab", about="The comparison table"),
     Key("3", "show_tab('plot')", title="Plot tab", about="Every similarity curve"),
+    Key("m", "toggle_plot", help="Plot: per step / honest score per scorings", title="Plot by scorings",
+        about="Switch the plot between similarity per step and honest score per scorings spent"),
     Key("", help="choose an experiment (Live shows it)", shown_as="↑ ↓"),
     Key("", help="Results: pick a column, sort (again: reverse)", shown_as="← → o"),
     Key("", help="move focus: queue / tab content", shown_as="tab"),

@@ -44,6 +44,19 @@ class ExperimentView:
         return self.sims[-1] if self.sims else None
 
     @property
+    def text_sim(self) -> float | None:
+        """The honest score: the best real sentence's score in z's place (final once finished, else so far)."""
+        if self.result is not None and self.result.get("text_sim") is not None:
+            return float(self.result["text_sim"])
+        return self.decoded.text_sim if self.decoded is not None else None
+
+    @property
+    def text(self) -> str | None:
+        if self.result is not None and self.result.get("text"):
+            return str(self.result["text"])
+        return self.decoded.text if self.decoded is not None else None
+
+    @property
     def eta_s(self) -> float | None:
         """Seconds left at the engine's rate (which leaves paused time out); None when not running."""
         if not self.steps_per_s or self.status != ev.RUNNING:
@@ -78,6 +91,7 @@ class RunState:
     run_dir: str | None = None
     paused: bool = False
     finished: str | None = None  # RunFinished.status once the queue is over
+    bank: ev.BankLoading | None = None  # the sentence bank being encoded, until it is ready
     best: frozenset[str] = frozenset()  # the best experiment of each story, once the run has ended
     experiments: dict[str, ExperimentView] = field(default_factory=dict)
     spec: Spec | None = None
@@ -129,7 +143,9 @@ class RunState:
 
     def apply(self, event: ev.Event) -> None:
         """Fold one engine event into the state."""
-        if isinstance(event, ev.Step):
+        if isinstance(event, ev.BankLoading):
+            self.bank = event if event.done < event.total else None
+        elif isinstance(event, ev.Step):
             x = self._get(event.name)
             x.step, x.total = event.step, event.total
             x.sims.append(event.sim)

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from embopt_tui.state import ExperimentView
-from embopt_tui.widgets.format import ellipsize
+from embopt_tui.widgets.format import ellipsize, num
 
 HISTORY_SHOWN = 4
 Z_LINES = 2  # garbage decodes run to max_len tokens: keep z to two lines, the rest to one
@@ -24,7 +24,7 @@ class DecodedView(Widget):
 
     def show(self, view: ExperimentView | None) -> None:
         self.view = view
-        key = () if view is None else (view.name, view.decoded, len(view.z_history), view.result is None)
+        key = () if view is None else (view.name, view.decoded, len(view.z_history), view.result is None, view.text)
         if key != self._shown:  # decodes come every few steps: most frames change nothing here
             self._shown = key
             self.refresh()
@@ -49,6 +49,9 @@ def render_decoded(x: ExperimentView | None, width: int) -> Text:
         targets = x.targets or tuple(result.get("targets") or ())
     head = f"z @ {step}: "
     lines = [Text.assemble((head, "bold"), (ellipsize(z_text, Z_LINES * width - len(head) - 1), "magenta"))]
+    if x.text and x.text != z_text:  # the best real sentence so far, when z does not decode to it now
+        label = f"text {num(x.text_sim)}: "
+        lines.append(Text.assemble((label, "bold"), (ellipsize(x.text, width - len(label) - 1), "bold magenta")))
     for i, prediction in enumerate(predictions):
         hit = i < len(exact) and bool(exact[i])
         target = targets[i] if i < len(targets) else ""

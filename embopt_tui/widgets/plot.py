@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from embopt_tui.state import RunState
+from embopt_tui.state import ExperimentView, RunState
 
 # (plotext colour, the same colour for Rich)
 COLORS = (
@@ -27,6 +27,7 @@ class CurvesPlot(Vertical):
     DEFAULT_CSS = "CurvesPlot { height: 1fr; } CurvesPlot > #legend { height: auto; max-height: 4; }"
 
     y_range: tuple[float, float] | None = None  # the y axis as last drawn
+    by_scorings = False  # x axis: steps (False) or exact scorings spent (True, the discrete methods)
 
     def compose(self) -> ComposeResult:
         yield PlotextPlot(id="plotext")
@@ -44,17 +45,17 @@ class CurvesPlot(Vertical):
         plt = widget.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("Mean similarity per step")
-        plt.xlabel("step")
+        what = "Honest score per scorings" if self.by_scorings else "Mean similarity per step"
+        plt.title(what)
+        plt.xlabel("exact scorings" if self.by_scorings else "step")
         oracles: set[float] = set()
         values: list[float] = []
         legend = Text(no_wrap=False)
         for i, x in enumerate(state.experiments.values()):
             color, rich_color = COLORS[i % len(COLORS)]
-            curve = ([x.init_sim] if x.init_sim is not None else []) + x.sims
+            xs, curve = self._curve(x)
             if curve:
-                first = 0 if x.init_sim is not None else 1
-                plt.plot(list(range(first, first + len(curve))), curve, color=color, marker="braille")
+                plt.plot(xs, curve, color=color, marker="braille")
                 values += curve
                 legend.append("━━\u00a0", style=rich_color).append(x.name.replace(" ", "\u00a0") + "   ")
             if x.oracle_sim is not None:
@@ -64,7 +65,7 @@ class CurvesPlot(Vertical):
             plt.hline(value, "green")
         if oracles:
             listed = ", ".join(f"{v:.3f}" for v in sorted(oracles))
-            plt.title(f"Mean similarity per step (oracle {listed} = green line)")
+            plt.title(f"{what} (oracle {listed} = green line)")
         if values:
             lo, hi = min(values), max(values)
             pad = (hi - lo) * MARGIN or 0.01
@@ -72,3 +73,12 @@ class CurvesPlot(Vertical):
             plt.ylim(*self.y_range)
         self.query_one("#legend", Static).update(legend)
         widget.refresh()
+
+    def _curve(self, x: ExperimentView) -> tuple[list[float], list[float]]:
+        """The points of one experiment: (step, similarity), or (scorings, best honest score) once it has a trace."""
+        if self.by_scorings:
+            trace = (x.result or {}).get("search_trace") or []
+            return [float(p[0]) for p in trace], [float(p[1]) for p in trace]
+        curve = ([x.init_sim] if x.init_sim is not None else []) + x.sims
+        first = 0 if x.init_sim is not None else 1
+        return [float(s) for s in range(first, first + len(curve))], curve

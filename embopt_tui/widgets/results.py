@@ -34,6 +34,7 @@ VARYING: tuple[Column, ...] = (
     ("Objective", "objective", _text, False),
     ("Optimizer", "optimizer", _text, False),
     ("Norm", "norm", lambda v: _g(v) if isinstance(v, (int, float)) else _text(v), False),
+    ("Method", "method", _text, False),
 )
 COLUMNS: tuple[Column, ...] = (
     ("Experiment", "name", str, False),
@@ -45,12 +46,14 @@ COLUMNS: tuple[Column, ...] = (
     ("Improvement", "improvement", lambda v: num(v, sign=True), True),
     ("Oracle", "oracle_sim", num, True),
     ("Round-trip", "roundtrip_sim", num, True),
+    ("Text Sim", "text_sim", num, True),
+    ("Text", "text", str, False),
     ("Decoded z", "decoded_z", str, False),
 )
 # Long text columns are clipped, more on narrow terminals, so the numbers stay in view.
 SHOWN_FIELDS = COLUMNS + VARYING
 SAID = (ev.FAILED, ev.SKIPPED, ev.INTERRUPTED)
-CLIP = {"init_text": (16, 28), "decoded_z": (30, 48)}
+CLIP = {"init_text": (16, 28), "text": (24, 40), "decoded_z": (30, 48)}
 
 
 def columns(rows: list[dict[str, Any]], always: tuple[Column, ...] = COLUMNS) -> tuple[Column, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.text import Text
 from textual.geometry import Size
 from textual.widget import Widget
@@ -24,7 +26,9 @@ def signature(x: ExperimentView | None) -> tuple[object, ...]:
     """Changes whenever anything this view draws changes."""
     if x is None:
         return ()
-    return (x.name, x.status, x.step, x.total, len(x.sims), x.init_sim, x.oracle_sim, x.spec, x.result is None)
+    return (
+        x.name, x.status, x.step, x.total, len(x.sims), x.init_sim, x.oracle_sim, x.text_sim, x.spec, x.result is None,
+    )  # fmt: skip
 
 
 class LiveView(Widget):
@@ -84,6 +88,7 @@ class LiveView(Widget):
             metrics.append(f"   {error}", style="red")
         refs = Text.assemble(
             (f"sim {num(x.sim)}", "bold cyan"),
+            (f"  text {num(x.text_sim)}", "bold magenta"),  # the honest score beside the continuous one
             (f"  init {num(x.init_sim)}", "yellow"),
             (f"  oracle {num(x.oracle_sim)}", "green"),
             f"  best {num(max(x.sims) if x.sims else None)}",
@@ -109,4 +114,10 @@ class LiveView(Widget):
         e = x.spec
         if e is None:
             return ""
-        return f'"{e.init}" · lr {e.lr:g} · {e.steps} steps · {e.optimizer} · {e.objective.label} · norm {e.norm}'
+        # the method's options that are not off (0, false): what makes this run different
+        options = [f"{k} {v}" for k, v in dataclasses.asdict(e.options).items() if v not in (0, False)]
+        if e.method == "gradient":
+            parts = [f'"{e.init}"', f"lr {e.lr:g}", f"{e.steps} steps", e.optimizer, e.objective.label, f"norm {e.norm}"]
+        else:
+            parts = [e.method, f'"{e.init}"', f"{e.steps} steps", e.objective.label]
+        return " · ".join(parts + ([f"bank {e.bank}"] if e.bank else []) + options)
