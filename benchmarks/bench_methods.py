@@ -7,6 +7,9 @@
    stories of the embedded corpus: optimise sentence 0, score sentence 1, init
    "I like cheese."): the share of the bank swap scored and the fraction of
    bank search's best it reached, averaged over the stories.
+3. Token swap against bank swap at the same budget: the honest score each has
+   reached after 1,000 exact scorings (from its search trace), averaged over
+   the same stories, with the oracle (the true sentence) beside them.
 
     python benchmarks/bench_methods.py [--stories N] [--swap-steps S] [--naive N]
 
@@ -92,6 +95,30 @@ def main() -> None:
               f"with {found['scored']} scorings ({shares[-1]:.1%} of the bank)")  # fmt: skip
     print(f"bank swap: scored {sum(shares) / len(shares):.1%} of the bank on average")
     print(f"bank swap: reached {sum(reached) / len(reached):.1%} of bank search's best on average")
+
+    # 3. token swap vs bank swap per 1,000 scorings
+    from engine.methods.options import TokenSwapOptions
+
+    def at_budget(row: dict, budget: int = 1000) -> float:
+        points = [p for p in row["search_trace"] if p[0] <= budget]
+        return points[-1][1] if points else row["init_sim"]
+
+    long_swap = Experiment("swap", "I like cheese.", method="bank_swap", bank="corpus", steps=16,
+                           options=BankSwapOptions())  # fmt: skip
+    tokens = Experiment("tokens", "I like cheese.", method="token_swap", steps=40, options=TokenSwapOptions())
+    per_k = {"bank swap": [], "token swap": [], "oracle": []}
+    for story in stories:
+        swapped, _ = run(long_swap, story)
+        swapped_tokens, _ = run(tokens, story)
+        per_k["bank swap"].append(at_budget(swapped))
+        per_k["token swap"].append(at_budget(swapped_tokens))
+        per_k["oracle"].append(swapped["oracle_sim"])
+        print(f"  {story.name}: at 1,000 scorings bank swap {per_k['bank swap'][-1]:.3f}, "
+              f"token swap {per_k['token swap'][-1]:.3f} ({swapped_tokens['text']!r}), oracle {per_k['oracle'][-1]:.3f}")
+    for name in ("bank swap", "token swap"):
+        values = per_k[name]
+        print(f"{name}: honest score after 1,000 scorings {sum(values) / len(values):.3f} on average")
+    print(f"oracle (the true sentence): {sum(per_k['oracle']) / len(per_k['oracle']):.3f} on average")
 
 
 if __name__ == "__main__":
