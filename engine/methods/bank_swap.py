@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from engine.events import DONE, RUNNING, Step
-from engine.methods.base import Batch, start
+from engine.methods.base import Batch, show_best, start
 from engine.methods.top import Seen, end_rows, poll_rows, reached
 from engine.objectives import Weights, cosine_sims, objective_loss
 
@@ -105,6 +105,9 @@ def run(batch: Batch) -> None:
             rows[i].trajectory.append(best_sim)
             rows[i].search_trace.append([seen[i].bank_scored, best_sim])
             batch.emit(Step(experiments[i].name, k, rows[i].steps, best_sim, (best_sim,), best_loss, 0.0, rate))
+            if k % experiments[i].decode_every == 0:  # the best sentence so far, on the decode cadence
+                text = experiments[i].init if best < 0 else bank.text(best)
+                show_best(batch, i, text, z[i] if best < 0 else bank.rows([best])[0], best_sim, k)
         # done, the bank exhausted, or the early stop reached
         ending = [i for i, p in zip(active, picks) if k >= rows[i].steps or not p or reached(batch, i, seen[i])]
         if ending:

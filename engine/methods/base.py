@@ -140,3 +140,20 @@ def stop_early(options: Any, text_sim: float | None, exact: Sequence[bool] | Non
     if options.stop_at and text_sim is not None and text_sim >= options.stop_at:
         return True
     return bool(options.stop_on_exact and exact and all(exact))
+
+
+def show_best(batch: Batch, i: int, text: str, vector: Tensor, sim: float, step: int) -> list[bool]:
+    """Decode the predictions made from a row's best sentence so far (its embedding ``vector`` [D]) and announce
+    them with it (a Decoded event); returns whether each prediction decodes exactly to its target."""
+    from engine.events import Decoded
+
+    row, scorer, targets = batch.rows[i], batch.scorer, batch.problem.target_texts
+    with torch.inference_mode():
+        preds = scorer.predictions(vector.unsqueeze(0).to(batch.device))[0]
+    row.decoded_z = text
+    row.decoded_predictions = scorer.decode(preds, row.experiment.beam_size)
+    row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
+    batch.emit(Decoded(
+        row.experiment.name, step, text, tuple(row.decoded_predictions), targets, tuple(row.exact_match), text, sim,
+    ))  # fmt: skip
+    return row.exact_match

@@ -23,11 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Decoded, Step
-from engine.methods.base import Batch, BestText, settle, start, stop_early
+from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
+from engine.methods.base import Batch, BestText, settle, show_best, start, stop_early
 from engine.methods.options import INIT_FROM_BANK
 from engine.objectives import Weights, cosine_sims, objective_loss
-from engine.results import Row
 
 _LANG_TOKEN = re.compile(r"^__\w+__$")
 _allowed: dict[int, Tensor] = {}  # id(space) -> [V] bool: tokens a candidate may use
@@ -192,21 +191,8 @@ def _start_texts(batch: Batch) -> list[str]:
 
 
 def _show(batch: Batch, i: int, search: Search, k: int) -> list[bool]:
-    """Decode the predictions made from the best sentence so far; announce it; whether each decodes exactly."""
-    row: Row = batch.rows[i]
     text = search.best_text()
-    scorer = batch.scorer
-    with torch.inference_mode():
-        preds = scorer.predictions(scorer.encode([text]))[0]
-    row.decoded_z = text
-    row.decoded_predictions = scorer.decode(preds, row.experiment.beam_size)
-    targets = batch.problem.target_texts
-    row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
-    batch.emit(Decoded(
-        row.experiment.name, k, text, tuple(row.decoded_predictions), targets, tuple(row.exact_match),
-        text, search.scores[text][1],
-    ))  # fmt: skip
-    return row.exact_match
+    return show_best(batch, i, text, batch.scorer.encode([text])[0], search.scores[text][1], k)
 
 
 def _end(batch: Batch, which: list[int], searches: list[Search], status: str) -> None:
