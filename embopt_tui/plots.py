@@ -1,0 +1,37 @@
+"""Text plots of saved results (plotext), for ``embopt-tui report --plot`` and the docs.
+
+The dashboard draws the same curves live (widgets/plot.py); this one reads
+``results.json`` rows, so it works on any finished run, headless.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping
+
+MARKERS = ("braille", "dot", "hd", "fhd", "sd", "x", "+", "*")
+
+
+def scorings_plot(rows: Iterable[Mapping[str, Any]], *, width: int = 100, height: int = 24, title: str = "") -> str:
+    """Honest score (best text_sim so far) against exact scorings spent, one curve per experiment with a trace
+    (the discrete methods), and a line at each story's oracle; "" when no row has a trace."""
+    import plotext as plt
+
+    traced = [r for r in rows if r.get("search_trace")]
+    if not traced:
+        return ""
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    for row in traced:
+        trace = row["search_trace"]
+        start = [[1, row["init_sim"]]] if row.get("init_sim") is not None and trace[0][0] > 1 else []  # the init: 1 scoring
+        points = start + [list(p) for p in trace]
+        plt.plot([p[0] for p in points], [p[1] for p in points], label=str(row.get("name")), marker="braille")
+    for oracle in sorted({round(float(r["oracle_sim"]), 3) for r in traced if r.get("oracle_sim") is not None}):
+        plt.hline(oracle)
+    plt.xscale("log")
+    plt.xlabel("exact scorings spent (log)")
+    plt.ylabel("honest score")
+    plt.title(title or "Honest score per scorings spent (horizontal lines: the oracle)")
+    return re.sub(r"\x1b\[[0-9;]*m", "", plt.build())  # plain text: no terminal colour codes
