@@ -24,6 +24,8 @@ from engine import report
 from engine.session import Session
 
 PROGRESS_EVERY = 5.0  # seconds between plain progress lines
+ABORT_WAIT_S = 1.0  # a forced exit waits this long for the progress bars to close cleanly
+SHOW_CURSOR = b"\x1b[?25h"
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
@@ -41,7 +43,7 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
             outcome["error"] = err
             outcome["trace"] = traceback.format_exc()
 
-    restore = install_stop_signals(session, view.say)
+    restore = install_stop_signals(session, view.say, view.abort)
     try:  # the handlers stay until the table is out: a late Ctrl+C still means "exit 130 now"
         worker = threading.Thread(target=work, name="engine", daemon=True)
         try:
@@ -61,8 +63,10 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
         restore()
 
 
-def install_stop_signals(session: Session, say: Callable[[str], None]) -> Callable[[], None]:
-    """First signal: stop between steps. Second: flush what can be flushed and exit 130 now."""
+def install_stop_signals(
+    session: Session, say: Callable[[str], None], abort: Callable[[], None] = lambda: None
+) -> Callable[[], None]:
+    """First signal: stop between steps. Second: flush what can be flushed, give the terminal back (``abort``), exit 130 now."""
 
     def handler(signum: int, frame: Any) -> None:
         if session.control.request_stop() == 1:
@@ -70,6 +74,10 @@ def install_stop_signals(session: Session, say: Callable[[str], None]) -> Callab
             _quietly(lambda: say(f"{name}: stopping after the current step (saved as interrupted); again to force exit"))
             return
         session.store.emergency_flush(timeout=1.0)
+        try:
+            abort()
+        except Exception:  # exiting anyway: a half-closed display must not keep the process alive
+            pass
         os._exit(130)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
@@ -175,6 +183,9 @@ class PlainView:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        self.out.flush()
+
     def final(self, run: report.Run) -> None:
         self.out.write("\n" + report.format_table([run]))
         self.out.write(f"run directory: {run.path}\n")
@@ -244,6 +255,20 @@ class RichView:
 
     def close(self) -> None:
         self.progress.stop()
+
+    def abort(self) -> None:
+        """The forced exit: end the bars' line and show the cursor again, as close() would, in bounded time.
+
+        The signal may land while a thread holds the display's lock (the refresh
+        thread writing a frame, or the main thread inside close()): close() then
+        runs in a helper thread, and past the wait the sequences are written raw.
+        """
+        closer = threading.Thread(target=lambda: _quietly(self.close), daemon=True)
+        closer.start()
+        closer.join(ABORT_WAIT_S)
+        if closer.is_alive():
+            _quietly(self.console.file.flush)
+            os.write(self.console.file.fileno(), b"\r\n" + SHOW_CURSOR + b"\n")
 
     def final(self, run: report.Run) -> None:
         # The plain table, cropped at the terminal's width rather than squeezed: its columns stay

@@ -334,7 +334,8 @@ def test_signal_while_models_load(signals: tuple[signal.Signals, ...], tmp_path:
 
 def test_diverging_experiment_fails_alone_on_a_terminal(tmp_path: Path) -> None:
     """On a terminal: Rich progress and table; the diverging experiment fails, the other finishes, exit 1."""
-    pexpect = pytest.importorskip("pexpect")
+    import pexpect
+
     body = """
 [defaults]
 story = "lily"
@@ -352,16 +353,7 @@ lr = 1e38
 norm = "none"
 """
     config = write_queue(tmp_path, body)
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "embopt_tui", "--no-ui", "--runs-dir", "runs", config.name],
-        cwd=str(tmp_path),
-        env={**env(), "TERM": "xterm-256color", "COLUMNS": "160"},
-        dimensions=(40, 160),
-        encoding="utf-8",
-        timeout=180,
-    )
-    child.logfile_read = io.StringIO()
+    child = spawn_on_terminal(["--no-ui", "--runs-dir", "runs", config.name], tmp_path)
     child.expect(r"run directory: ")
     child.expect(pexpect.EOF)
     child.close()
@@ -386,3 +378,38 @@ def test_bad_thread_setting_is_a_usage_error(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 2 and proc.stderr == "embopt-tui: error: EMBOPT_THREADS='many': expected a positive integer\n"
+
+
+def spawn_on_terminal(args: list[str], cwd: Path, *, size: tuple[int, int] = (40, 160)) -> Any:
+    """The command in a pseudo-terminal of ``size`` (rows, columns); its output collects in ``child.logfile_read``."""
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "embopt_tui", *args],
+        cwd=str(cwd),
+        env={**env(), "TERM": "xterm-256color", "COLUMNS": str(size[1]), "LINES": str(size[0])},
+        dimensions=size,
+        encoding="utf-8",
+        timeout=180,
+    )
+    child.logfile_read = io.StringIO()
+    return child
+
+
+def test_second_ctrl_c_on_a_terminal_gives_the_terminal_back(tmp_path: Path) -> None:
+    """The forced exit ends the bars' line and shows the cursor again: the shell prompt comes back usable."""
+    import pexpect
+
+    config = write_queue(tmp_path, '[defaults]\nstory = "lily"\n\n[[experiments]]\nname = "a"\ninit = "Hi."\n')
+    child = spawn_on_terminal(["--no-ui", "--runs-dir", "runs", config.name], tmp_path, size=(24, 80))
+    child.expect("loading")  # the loading bar is up; the engine cannot stop before the models are in
+    child.kill(signal.SIGINT)
+    child.expect("stopping")
+    child.kill(signal.SIGINT)
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = child.logfile_read.getvalue()
+    assert child.exitstatus == 130, screen
+    assert "run directory:" not in screen  # the forced exit, not the orderly one
+    assert "\x1b[?25l" in screen and "\x1b[?25h" in screen[screen.rindex("\x1b[?25l") :]  # the cursor shows again
+    assert screen.replace("\x1b[?25h", "").endswith("\n")  # the prompt starts on its own line
