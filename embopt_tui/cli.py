@@ -197,10 +197,22 @@ def headless(config: Path, runs_dir: str, resume: str | None) -> int:
 
 
 def dashboard(config: Path, runs_dir: str, resume: str | None) -> int:
-    from engine.spec import SpecError
+    from engine.spec import SpecError, load_spec
     from engine.store import StoreError
 
-    from embopt_tui.app import make_app  # textual loads only for the dashboard
+    try:
+        if not resume:
+            load_spec(config)  # a bad config is the first thing to fix, terminal or not
+    except SpecError as err:
+        print(str(err), file=sys.stderr)
+        return ExitCode.USAGE
+    from embopt_tui.terminal import HangupDriver, missing_terminal  # textual loads only for the dashboard
+
+    missing = missing_terminal()
+    if missing is not None:  # under nohup, cron or a pipe Textual would draw into nothing, for ever
+        error(f"the dashboard needs a terminal ({missing} is not one); use --no-ui for headless runs")
+        return ExitCode.USAGE
+    from embopt_tui.app import make_app
 
     # make_app validates and creates the run directory before anything is drawn.
     try:
@@ -211,6 +223,8 @@ def dashboard(config: Path, runs_dir: str, resume: str | None) -> int:
     except StoreError as err:
         error(str(err))
         return ExitCode.USAGE
+    if issubclass(HangupDriver, app.driver_class):  # Linux: end of input on stdin is a hangup
+        app.driver_class = HangupDriver
     app.run()
     code = app.return_code
     return ExitCode.OK if code is None else int(code)

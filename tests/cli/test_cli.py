@@ -413,3 +413,69 @@ def test_second_ctrl_c_on_a_terminal_gives_the_terminal_back(tmp_path: Path) -> 
     assert "run directory:" not in screen  # the forced exit, not the orderly one
     assert "\x1b[?25l" in screen and "\x1b[?25h" in screen[screen.rindex("\x1b[?25l") :]  # the cursor shows again
     assert screen.replace("\x1b[?25h", "").endswith("\n")  # the prompt starts on its own line
+
+
+# --- the dashboard without a terminal ------------------------------------------------------------------------
+LONG = '[defaults]\nstory = "lily"\nsteps = 100000\n\n[[experiments]]\nname = "long"\ninit = "I like cheese."\n'
+
+
+@pytest.mark.parametrize("stdin", ["devnull", "terminal"])
+def test_dashboard_without_a_terminal_is_a_usage_error(stdin: str, tmp_path: Path) -> None:
+    """`embopt-tui q.toml > out < /dev/null` (nohup, cron): one line pointing to --no-ui, exit 2, nothing created."""
+    config = write_queue(tmp_path)
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "embopt_tui", "--runs-dir", "runs", config.name],
+            cwd=tmp_path,
+            env=env(),
+            stdin=subprocess.DEVNULL if stdin == "devnull" else slave,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 2, proc.stderr
+    missing = "stdin" if stdin == "devnull" else "stdout"
+    assert proc.stderr == (
+        f"embopt-tui: error: the dashboard needs a terminal ({missing} is not one); use --no-ui for headless runs\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dashboard_whose_terminal_closes_without_a_sighup_stops_and_saves(tmp_path: Path) -> None:
+    """A pty whose master closes (no controlling terminal, so no SIGHUP): end of input is a hangup, exit 130."""
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    config = write_queue(tmp_path, LONG)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embopt_tui", "--runs-dir", "runs", config.name],
+        cwd=tmp_path,
+        env={**env(), "TERM": "xterm-256color"},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,  # the pty is not its controlling terminal: closing it sends no SIGHUP
+    )
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 240
+        while not any(e["type"] == "step" for f in (tmp_path / "runs").glob("*/events.jsonl") for e in events(f.parent)):
+            assert time.monotonic() < deadline and proc.poll() is None, "the dashboard never started optimising"
+            if select.select([master], [], [], 0.1)[0]:  # a terminal reads what the app draws
+                os.read(master, 65536)
+        os.close(master)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    saved = results(only_run(tmp_path / "runs"))
+    assert saved["status"] == "interrupted" and saved["experiments"][0]["status"] == "interrupted"
