@@ -479,3 +479,63 @@ def test_dashboard_whose_terminal_closes_without_a_sighup_stops_and_saves(tmp_pa
             proc.wait()
     saved = results(only_run(tmp_path / "runs"))
     assert saved["status"] == "interrupted" and saved["experiments"][0]["status"] == "interrupted"
+
+
+# --- live edits and --resume ---------------------------------------------------------------------------------
+LIVE = """
+[defaults]
+steps = 10
+
+[[experiments]]
+name = "a"
+story = "lily"
+init = "I like cheese."
+steps = 100000
+
+[[experiments]]
+name = "b"
+story = "tom"
+init = "I like cheese."
+lr = 0.02
+"""
+LIVE_EDIT = LIVE.replace("steps = 100000", "steps = 12").replace("lr = 0.02", "lr = 0.3") + (
+    '\n[[experiments]]\nname = "added"\nstory = "tom"\ninit = "Begin of text."\n'
+)
+
+
+def test_a_live_edit_in_the_dashboard_is_what_resume_continues(tmp_path: Path) -> None:
+    """Add an experiment and change an lr while the dashboard runs, stop it, resume headless: the edit holds."""
+    import pexpect
+
+    config = write_queue(tmp_path, LIVE)
+    child = spawn_on_terminal(["--runs-dir", "runs", config.name], tmp_path)
+
+    def wait_event(kind: str) -> Path:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.1)  # keep reading the screen, as a terminal does
+            assert child.isalive(), child.logfile_read.getvalue()[-2000:]
+            for found in (tmp_path / "runs").glob("*/events.jsonl"):
+                if any(e["type"] == kind for e in events(found.parent)):
+                    return found.parent
+        raise AssertionError(f"no {kind} event")
+
+    try:
+        run_dir = wait_event("step")
+        config.write_text(BACKEND + STORIES + LIVE_EDIT, encoding="utf-8")
+        os.utime(config, (time.time() + 5, time.time() + 5))  # a new mtime even within the clock's resolution
+        wait_event("config_applied")
+        child.kill(signal.SIGTERM)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 130
+    assert (run_dir / "config.toml").read_text(encoding="utf-8") == BACKEND + STORIES + LIVE_EDIT
+    assert "steps = 100000" in (run_dir / "config.started.toml").read_text(encoding="utf-8")
+
+    resumed = cli("--no-ui", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = {r["name"]: r for r in results(run_dir)["experiments"]}
+    assert list(rows) == ["a", "b", "added"] and {r["status"] for r in rows.values()} == {"done"}
+    assert rows["b"]["lr"] == 0.3 and rows["added"]["steps_done"] == 10
+    assert rows["a"]["steps_done"] == 12  # interrupted, so run again from its start with the settings it now has
