@@ -23,6 +23,8 @@ from engine import events as ev
 from engine import report
 from engine.session import Session
 
+from embopt_tui.widgets.format import STATUS_GLYPHS, STATUS_STYLES  # the dashboard's marks, without Textual
+
 PROGRESS_EVERY = 5.0  # seconds between plain progress lines
 ABORT_WAIT_S = 1.0  # a forced exit waits this long for the progress bars to close cleanly
 SHOW_CURSOR = b"\x1b[?25h"
@@ -187,7 +189,8 @@ class PlainView:
         self.out.flush()
 
     def final(self, run: report.Run) -> None:
-        self.out.write("\n" + report.format_table([run]))
+        self.out.write(f"\nresults ({run.data.get('status')}): {report.status_counts(run.experiments)}\n")
+        self.out.write(report.format_table([run]))
         self.out.write(f"run directory: {run.path}\n")
         self.out.flush()
 
@@ -247,7 +250,7 @@ class RichView:
             p.update(task, completed=event.step, total=event.total, sim=f"{event.sim:.3f}", rate=f"{event.steps_per_s:.1f}")
         elif isinstance(event, ev.ExperimentFinished):
             if event.name in self._tasks:
-                mark = {"done": "[green]✓[/]", "failed": "[red]✗[/]"}.get(event.status, "[yellow]■[/]")
+                mark = f"[{STATUS_STYLES.get(event.status, 'yellow')}]{STATUS_GLYPHS.get(event.status, '■')}[/]"
                 p.update(self._tasks[event.name], description=f"{mark} {event.name}")
             self.say(finished_line(event))
         elif isinstance(event, ev.ConfigRejected):
@@ -271,10 +274,11 @@ class RichView:
             os.write(self.console.file.fileno(), b"\r\n" + SHOW_CURSOR + b"\n")
 
     def final(self, run: report.Run) -> None:
-        # The plain table, cropped at the terminal's width rather than squeezed: its columns stay
-        # aligned and only the tail (decoded z) is cut; results.md holds every character.
-        self.console.print(f"results ({run.data.get('status')})", style="bold", highlight=False)
-        for line in report.format_table([run]).splitlines():
+        # The plain table fitted to the terminal (free text narrowed or left out first), and past
+        # that cropped rather than squeezed: its columns stay aligned; results.md holds every character.
+        counts = report.status_counts(run.experiments)
+        self.console.print(f"results ({run.data.get('status')}): {counts}", style="bold", highlight=False)
+        for line in report.format_table([run], width=self.console.width).splitlines():
             if line.startswith(("Best", f"{run.label}: Best")):
                 continue
             self.console.print(

@@ -245,7 +245,10 @@ def test_headless_run_writes_the_run_directory(reference: tuple[subprocess.Compl
     best = data["best"]["lily"]
 
     md = (run_dir / "results.md").read_text().splitlines()
-    assert [c.strip() for c in md[0].strip("|").split("|")] == [*REFERENCE_COLUMNS, "Oracle", "Round-trip", "Decoded z"]
+    # the reference report's columns, then Story: the one setting that differs between these rows
+    assert [c.strip() for c in md[0].strip("|").split("|")] == [
+        *REFERENCE_COLUMNS, "Oracle", "Round-trip", "Story", "Decoded z",
+    ]  # fmt: skip
     assert any(line.startswith(f"| **{best}** |") for line in md)
     assert any(line.startswith(f"**Best** for story lily: `{best}`") for line in md)
     rows = list(csv.DictReader(io.StringIO((run_dir / "results.csv").read_text())))
@@ -539,3 +542,77 @@ def test_a_live_edit_in_the_dashboard_is_what_resume_continues(tmp_path: Path) -
     assert list(rows) == ["a", "b", "added"] and {r["status"] for r in rows.values()} == {"done"}
     assert rows["b"]["lr"] == 0.3 and rows["added"]["steps_done"] == 10
     assert rows["a"]["steps_done"] == 12  # interrupted, so run again from its start with the settings it now has
+
+
+# --- what the headless table shows ---------------------------------------------------------------------------
+def test_headless_at_80_columns_keeps_final_sim_improvement_and_oracle(tmp_path: Path) -> None:
+    """Init Text and Decoded z give way first: the numbers that answer "did it work" stay on screen."""
+    import pexpect
+
+    body = """
+[defaults]
+story = "lily"
+steps = 5
+init = "There was a boy named Tom, and he liked cheese."
+
+[[experiments]]
+name = "story_init_lower_lr"
+lr = 0.005
+
+[[experiments]]
+name = "baseline"
+"""
+    config = write_queue(tmp_path, body)
+    child = spawn_on_terminal(["--no-ui", "--runs-dir", "runs", config.name], tmp_path, size=(24, 80))
+    child.expect("run directory: ")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    screen = child.logfile_read.getvalue()
+    header = next(line for line in screen.splitlines() if line.lstrip().startswith("Experiment"))
+    assert all(column in header for column in ("Final Sim", "Improvement", "Oracle")), repr(header)
+    assert "Decoded z" not in header and "Init Text" not in header
+
+
+def test_skipped_experiments_are_their_own_status_headless_and_exit_0(tmp_path: Path) -> None:
+    """A run where the dashboard skipped one, resumed headless: `skipped` is neither done nor failed."""
+    from engine import events as ev
+    from engine.results import result_row
+    from engine.spec import load_spec
+    from engine.store import RunStore
+
+    body = '[defaults]\nsteps = 5\ninit = "Hi."\n\n[[experiments]]\nname = "a"\nstory = "lily"\n\n'
+    body += '[[experiments]]\nname = "b"\nstory = "tom"\n\n[[experiments]]\nname = "c"\nstory = "lily"\nlr = 0.5\n'
+    config = write_queue(tmp_path, body)
+    spec = load_spec(config)
+    store = RunStore.create(config, tmp_path / "runs")
+    store.spec = spec
+    store.record(ev.RunStarted(run_dir=str(store.run_dir), config_path=str(config), experiments=("a", "b", "c")))
+    c = spec.experiments[2]
+    store.record(ev.ExperimentFinished("c", ev.SKIPPED, result_row(c, spec.story_of(c), ev.SKIPPED)))
+    store.record(ev.RunFinished(status=ev.INTERRUPTED, run_dir=str(store.run_dir)))
+    store.close()
+
+    proc = cli("--no-ui", "--resume", str(store.run_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # skipping is deliberate: nothing failed, nothing was interrupted
+    assert "results (done): 2 done, 1 skipped" in proc.stdout
+    table = proc.stdout[proc.stdout.index("  Experiment") :].splitlines()
+    assert "Status" in table[0]
+    statuses = {line[2:].split()[0]: line for line in table[2:5]}  # after the best mark
+    assert "skipped" in statuses["c"] and "skipped" not in statuses["a"] and "done" in statuses["a"]
+    rows = {r["name"]: r for r in results(store.run_dir)["experiments"]}
+    assert [rows[n]["status"] for n in "abc"] == ["done", "done", "skipped"] and rows["c"]["best"] is False
+
+
+def test_report_on_an_80_column_terminal_fits_the_table(reference: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    import pexpect
+
+    _, run_dir = reference
+    child = spawn_on_terminal(["report", str(run_dir)], run_dir, size=(24, 80))
+    child.expect(pexpect.EOF)
+    child.close()
+    lines = child.logfile_read.getvalue().splitlines()
+    assert child.exitstatus == 0 and "Final Sim" in lines[0] and "Decoded z" not in lines[0]
+    assert "Oracle" in lines[0][:80]
+    piped = cli("report", str(run_dir), cwd=run_dir).stdout.splitlines()  # a pipe gets every column
+    assert "Decoded z" in piped[0]

@@ -165,6 +165,47 @@ def test_report_formats_side_by_side(tmp_path: Path) -> None:
         report.load_run(tmp_path / "nope")
 
 
+def test_report_columns_are_the_references_then_what_tells_rows_apart() -> None:
+    """mse, sgd and none rows must not look alike; settings every row shares stay out of the way."""
+    reference = [*report.REFERENCE_COLUMNS, "Oracle", "Round-trip"]
+    same = [result("a"), result("b", lr=0.05)]
+    assert report.columns(same) == [*reference, "Decoded z"]  # the reference report's table, unchanged
+    mixed = same + [result("c", objective="mse", optimizer="sgd", norm="none", seed=3)]
+    assert report.columns(mixed) == [*reference, "Objective", "Optimizer", "Norm", "Seed", "Decoded z"]
+    skipped = same + [result("d", status="skipped", story="tom", beam_size=4, decode_every=5)]
+    assert report.columns(skipped) == [*reference, "Story", "Beam Size", "Decode Every", "Status", "Decoded z"]
+    assert report.columns(same, several_runs=True)[:2] == ["Run", "Experiment"]
+
+    run = report.Run("r", {"experiments": mixed, "best": {"lily": "a"}})
+    table = report.format_table([run]).splitlines()
+    assert table[0].split()[-6:] == ["Objective", "Optimizer", "Norm", "Seed", "Decoded", "z"]
+    c = next(line for line in table if line.lstrip(" *").startswith("c "))
+    assert "mse" in c and "sgd" in c and "none" in c
+    assert report.format_markdown([run]).startswith("| Experiment | Init Text | LR | Steps |")
+    assert "objective" in report.format_csv([report.Run("r", {"experiments": same})]).splitlines()[0]  # csv: every field
+
+
+def test_side_by_side_runs_show_the_settings_that_differ_between_them(tmp_path: Path) -> None:
+    one = report.Run("one", {"experiments": [result("a"), result("b", final=0.2)]})
+    two = report.Run("two", {"experiments": [result("a", objective="mse"), result("b", objective="mse", final=0.2)]})
+    assert "Objective" not in report.headers([one]) and "Objective" not in report.headers([two])
+    assert report.headers([one, two]) == ["Run", *report.REFERENCE_COLUMNS, "Oracle", "Round-trip", "Objective", "Decoded z"]
+
+
+def test_a_table_at_80_columns_keeps_the_similarities() -> None:
+    """Free text goes first (Decoded z, then Init Text), so Final Sim, Improvement and Oracle stay on screen."""
+    rows = [result("story_init_lower_lr", init_text="There was a boy named Tom.", decoded_z="Once upon a time " * 3)]
+    run = report.Run("r", {"experiments": rows + [result("baseline", final=0.2)]})
+    wide = report.format_table([run]).splitlines()
+    assert "Decoded z" in wide[0] and max(map(len, wide[:4])) > 80
+    narrow = report.format_table([run], width=80).splitlines()
+    for column in ("Final Sim", "Improvement", "Oracle"):
+        assert narrow[0].index(column) + len(column) <= 80
+    assert "Decoded z" not in narrow[0] and "Init Text" not in narrow[0]
+    middle = report.format_table([run], width=140).splitlines()  # Decoded z narrowed, not dropped
+    assert "Init Text" in middle[0] and "Decoded z" in middle[0] and max(map(len, middle[:4])) <= 140
+
+
 def tiny_config(tiny_dir: Path, experiments: str) -> str:
     """A config on the tiny test cards: stories ``s`` and ``t``, then ``experiments``."""
     return f"""[backend]
