@@ -200,7 +200,7 @@ class RichView:
 
     def __init__(self, out: TextIO) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.console = Console(file=out)
         self.progress = Progress(
@@ -209,8 +209,8 @@ class RichView:
             MofNCompleteColumn(),
             TextColumn("sim {task.fields[sim]}"),
             TextColumn("{task.fields[rate]} steps/s"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            # The engine's rate, not Rich's own estimate: that one counts the time a run spent paused or stopped.
+            TextColumn("ETA {task.fields[eta]}"),
             console=self.console,
             refresh_per_second=4,  # each refresh renders every bar while holding the GIL the engine needs
         )
@@ -223,7 +223,7 @@ class RichView:
 
     def _task(self, name: str, total: int) -> Any:
         if name not in self._tasks:
-            self._tasks[name] = self.progress.add_task(name, total=total, sim="-", rate="-")
+            self._tasks[name] = self.progress.add_task(name, total=total, sim="-", rate="-", eta="-")
         return self._tasks[name]
 
     def on_event(self, event: ev.Event) -> None:
@@ -233,7 +233,7 @@ class RichView:
             self.say(f"{what} {event.run_dir} ({len(event.experiments)} experiments)")
         elif isinstance(event, ev.BackendLoading):
             if self._loading is None:
-                self._loading = p.add_task("loading models", total=1.0, sim="-", rate="-")
+                self._loading = p.add_task("loading models", total=1.0, sim="-", rate="-", eta="-")
             p.update(self._loading, completed=event.fraction, description=f"loading: {event.stage}")
         elif isinstance(event, (ev.BackendReady, ev.BackendFailed)):
             if self._loading is not None:
@@ -247,11 +247,14 @@ class RichView:
             self._task(event.name, event.steps)
         elif isinstance(event, ev.Step):
             task = self._task(event.name, event.total)
-            p.update(task, completed=event.step, total=event.total, sim=f"{event.sim:.3f}", rate=f"{event.steps_per_s:.1f}")
+            p.update(
+                task, completed=event.step, total=event.total, sim=f"{event.sim:.3f}", rate=f"{event.steps_per_s:.1f}",
+                eta=_eta([event]),
+            )  # fmt: skip
         elif isinstance(event, ev.ExperimentFinished):
             if event.name in self._tasks:
                 mark = f"[{STATUS_STYLES.get(event.status, 'yellow')}]{STATUS_GLYPHS.get(event.status, '■')}[/]"
-                p.update(self._tasks[event.name], description=f"{mark} {event.name}")
+                p.update(self._tasks[event.name], description=f"{mark} {event.name}", eta="-")
             self.say(finished_line(event))
         elif isinstance(event, ev.ConfigRejected):
             self.say(f"[yellow]config change ignored:[/] {event.error}")
