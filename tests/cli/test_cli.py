@@ -176,6 +176,20 @@ def test_check_ok(tmp_path: Path) -> None:
     assert proc.stdout.startswith("ok: 4 experiments, 2 stories, backend mini on cpu")
 
 
+def test_a_config_saved_with_a_bom_checks_ok(tmp_path: Path) -> None:
+    """Notepad's UTF-8 starts with a byte-order mark; it used to read as `invalid TOML: Invalid statement`."""
+    config = write_queue(tmp_path)
+    config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+    proc = cli("--check", config.name, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok: 4 experiments"), proc.stderr
+
+
+def test_steps_past_the_maximum_fail_the_check_naming_the_key(tmp_path: Path) -> None:
+    config = write_queue(tmp_path, QUEUE.replace("steps = 400", "steps = 99999999999999999999"))
+    proc = cli("--check", config.name, cwd=tmp_path)
+    assert proc.returncode == 2 and "experiments[3] (d).steps: must be <= 1_000_000" in proc.stderr, proc.stderr
+
+
 BAD = {
     "missing file": (None, r"^nope\.toml: no such file$"),
     "toml syntax": ("[defaults]\nlr = = 0.1\n", r"^queue\.toml:\d+: .+"),
