@@ -24,9 +24,13 @@ HANGUP_POLL_MS = 250
 HANGUP_EVENTS = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
-def missing_terminal(stdin: TextIO | None = None, stdout: TextIO | None = None) -> str | None:
-    """Which of stdin/stdout is not a terminal (the dashboard needs both), or None."""
-    streams = (("stdin", stdin or sys.stdin), ("stdout", stdout or sys.stdout))
+def missing_terminal(*streams: tuple[str, TextIO | None]) -> str | None:
+    """The first stream that is not a terminal, or None.
+
+    By default stdin (the keys), stdout (a redirected one means the user wanted
+    a log: that is ``--no-ui``) and stderr (where Textual draws).
+    """
+    streams = streams or (("stdin", sys.stdin), ("stdout", sys.stdout), ("stderr", sys.stderr))
     for name, stream in streams:
         try:
             if stream is None or not os.isatty(stream.fileno()):
