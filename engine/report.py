@@ -5,6 +5,8 @@ One module for every place results are shown or exported: ``results.md`` and
 table and the dashboard's export key. Pure text: no rich, no torch.
 
 Several runs side by side get a leading ``Run`` column (``run`` in CSV).
+:func:`columns` chooses the table columns (the reference's always, settings
+only where rows differ); CSV and JSON keep every field.
 """
 
 from __future__ import annotations
