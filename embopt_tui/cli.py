@@ -8,6 +8,7 @@ answer at once; the engine loads when a run starts.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -21,7 +22,7 @@ PROG = "embopt-tui"
 
 
 class ExitCode(IntEnum):
-    OK = 0  # every experiment done
+    OK = 0  # every experiment done (or skipped: deliberate, not a failure)
     FAILED = 1  # some experiment failed (the others finished)
     USAGE = 2  # bad arguments, config or run directory
     INTERRUPTED = 130  # stopped by a signal; --resume continues it
@@ -34,7 +35,7 @@ commands:
   {PROG} report RUN_DIR... [--format table|markdown|csv|json]
                         print the results of one or more runs side by side
 
-exit codes: 0 all experiments done, 1 some failed, 2 usage or config error, 130 interrupted.
+exit codes: 0 all experiments done (or skipped), 1 some failed, 2 usage or config error, 130 interrupted.
 environment: EMBOPT_THREADS=N limits torch to N CPU threads (1 is fastest on small shared machines).
 """
 
@@ -119,8 +120,9 @@ def report_command(argv: list[str]) -> int:
     except ReportError as err:
         error(str(err))
         return ExitCode.USAGE
+    width = shutil.get_terminal_size().columns if args.format == "table" and sys.stdout.isatty() else None
     try:
-        sys.stdout.write(render(runs, args.format))
+        sys.stdout.write(render(runs, args.format, width))
         sys.stdout.flush()
     except BrokenPipeError:  # `report ... | head`
         _silence_stdout()
@@ -197,10 +199,22 @@ def headless(config: Path, runs_dir: str, resume: str | None) -> int:
 
 
 def dashboard(config: Path, runs_dir: str, resume: str | None) -> int:
-    from engine.spec import SpecError
+    from engine.spec import SpecError, load_spec
     from engine.store import StoreError
 
-    from embopt_tui.app import make_app  # textual loads only for the dashboard
+    try:
+        if not resume:
+            load_spec(config)  # a bad config is the first thing to fix, terminal or not
+    except SpecError as err:
+        print(str(err), file=sys.stderr)
+        return ExitCode.USAGE
+    from embopt_tui.terminal import HangupDriver, missing_terminal  # textual loads only for the dashboard
+
+    missing = missing_terminal()
+    if missing is not None:  # under nohup, cron or a pipe Textual would draw into nothing, for ever
+        error(f"the dashboard needs a terminal ({missing} is not one); use --no-ui for headless runs")
+        return ExitCode.USAGE
+    from embopt_tui.app import make_app
 
     # make_app validates and creates the run directory before anything is drawn.
     try:
@@ -211,6 +225,8 @@ def dashboard(config: Path, runs_dir: str, resume: str | None) -> int:
     except StoreError as err:
         error(str(err))
         return ExitCode.USAGE
+    if issubclass(HangupDriver, app.driver_class):  # Linux: end of input on stdin is a hangup
+        app.driver_class = HangupDriver
     app.run()
     code = app.return_code
     return ExitCode.OK if code is None else int(code)

@@ -23,7 +23,11 @@ from engine import events as ev
 from engine import report
 from engine.session import Session
 
+from embopt_tui.widgets.format import STATUS_GLYPHS, STATUS_STYLES  # the dashboard's marks, without Textual
+
 PROGRESS_EVERY = 5.0  # seconds between plain progress lines
+ABORT_WAIT_S = 1.0  # a forced exit waits this long for the progress bars to close cleanly
+SHOW_CURSOR = b"\x1b[?25h"
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
@@ -41,7 +45,7 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
             outcome["error"] = err
             outcome["trace"] = traceback.format_exc()
 
-    restore = install_stop_signals(session, view.say)
+    restore = install_stop_signals(session, view.say, view.abort)
     try:  # the handlers stay until the table is out: a late Ctrl+C still means "exit 130 now"
         worker = threading.Thread(target=work, name="engine", daemon=True)
         try:
@@ -61,8 +65,10 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
         restore()
 
 
-def install_stop_signals(session: Session, say: Callable[[str], None]) -> Callable[[], None]:
-    """First signal: stop between steps. Second: flush what can be flushed and exit 130 now."""
+def install_stop_signals(
+    session: Session, say: Callable[[str], None], abort: Callable[[], None] = lambda: None
+) -> Callable[[], None]:
+    """First signal: stop between steps. Second: flush what can be flushed, give the terminal back (``abort``), exit 130 now."""
 
     def handler(signum: int, frame: Any) -> None:
         if session.control.request_stop() == 1:
@@ -70,6 +76,10 @@ def install_stop_signals(session: Session, say: Callable[[str], None]) -> Callab
             _quietly(lambda: say(f"{name}: stopping after the current step (saved as interrupted); again to force exit"))
             return
         session.store.emergency_flush(timeout=1.0)
+        try:
+            abort()
+        except Exception:  # exiting anyway: a half-closed display must not keep the process alive
+            pass
         os._exit(130)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
@@ -175,8 +185,12 @@ class PlainView:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        self.out.flush()
+
     def final(self, run: report.Run) -> None:
-        self.out.write("\n" + report.format_table([run]))
+        self.out.write(f"\nresults ({run.data.get('status')}): {report.status_counts(run.experiments)}\n")
+        self.out.write(report.format_table([run]))
         self.out.write(f"run directory: {run.path}\n")
         self.out.flush()
 
@@ -186,7 +200,7 @@ class RichView:
 
     def __init__(self, out: TextIO) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.console = Console(file=out)
         self.progress = Progress(
@@ -195,8 +209,8 @@ class RichView:
             MofNCompleteColumn(),
             TextColumn("sim {task.fields[sim]}"),
             TextColumn("{task.fields[rate]} steps/s"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            # The engine's rate, not Rich's own estimate: that one counts the time a run spent paused or stopped.
+            TextColumn("ETA {task.fields[eta]}"),
             console=self.console,
             refresh_per_second=4,  # each refresh renders every bar while holding the GIL the engine needs
         )
@@ -209,7 +223,7 @@ class RichView:
 
     def _task(self, name: str, total: int) -> Any:
         if name not in self._tasks:
-            self._tasks[name] = self.progress.add_task(name, total=total, sim="-", rate="-")
+            self._tasks[name] = self.progress.add_task(name, total=total, sim="-", rate="-", eta="-")
         return self._tasks[name]
 
     def on_event(self, event: ev.Event) -> None:
@@ -219,7 +233,7 @@ class RichView:
             self.say(f"{what} {event.run_dir} ({len(event.experiments)} experiments)")
         elif isinstance(event, ev.BackendLoading):
             if self._loading is None:
-                self._loading = p.add_task("loading models", total=1.0, sim="-", rate="-")
+                self._loading = p.add_task("loading models", total=1.0, sim="-", rate="-", eta="-")
             p.update(self._loading, completed=event.fraction, description=f"loading: {event.stage}")
         elif isinstance(event, (ev.BackendReady, ev.BackendFailed)):
             if self._loading is not None:
@@ -233,11 +247,14 @@ class RichView:
             self._task(event.name, event.steps)
         elif isinstance(event, ev.Step):
             task = self._task(event.name, event.total)
-            p.update(task, completed=event.step, total=event.total, sim=f"{event.sim:.3f}", rate=f"{event.steps_per_s:.1f}")
+            p.update(
+                task, completed=event.step, total=event.total, sim=f"{event.sim:.3f}", rate=f"{event.steps_per_s:.1f}",
+                eta=_eta([event]),
+            )  # fmt: skip
         elif isinstance(event, ev.ExperimentFinished):
             if event.name in self._tasks:
-                mark = {"done": "[green]✓[/]", "failed": "[red]✗[/]"}.get(event.status, "[yellow]■[/]")
-                p.update(self._tasks[event.name], description=f"{mark} {event.name}")
+                mark = f"[{STATUS_STYLES.get(event.status, 'yellow')}]{STATUS_GLYPHS.get(event.status, '■')}[/]"
+                p.update(self._tasks[event.name], description=f"{mark} {event.name}", eta="-")
             self.say(finished_line(event))
         elif isinstance(event, ev.ConfigRejected):
             self.say(f"[yellow]config change ignored:[/] {event.error}")
@@ -245,11 +262,26 @@ class RichView:
     def close(self) -> None:
         self.progress.stop()
 
+    def abort(self) -> None:
+        """The forced exit: end the bars' line and show the cursor again, as close() would, in bounded time.
+
+        The signal may land while a thread holds the display's lock (the refresh
+        thread writing a frame, or the main thread inside close()): close() then
+        runs in a helper thread, and past the wait the sequences are written raw.
+        """
+        closer = threading.Thread(target=lambda: _quietly(self.close), daemon=True)
+        closer.start()
+        closer.join(ABORT_WAIT_S)
+        if closer.is_alive():
+            _quietly(self.console.file.flush)
+            os.write(self.console.file.fileno(), b"\r\n" + SHOW_CURSOR + b"\n")
+
     def final(self, run: report.Run) -> None:
-        # The plain table, cropped at the terminal's width rather than squeezed: its columns stay
-        # aligned and only the tail (decoded z) is cut; results.md holds every character.
-        self.console.print(f"results ({run.data.get('status')})", style="bold", highlight=False)
-        for line in report.format_table([run]).splitlines():
+        # The plain table fitted to the terminal (free text narrowed or left out first), and past
+        # that cropped rather than squeezed: its columns stay aligned; results.md holds every character.
+        counts = report.status_counts(run.experiments)
+        self.console.print(f"results ({run.data.get('status')}): {counts}", style="bold", highlight=False)
+        for line in report.format_table([run], width=self.console.width).splitlines():
             if line.startswith(("Best", f"{run.label}: Best")):
                 continue
             self.console.print(

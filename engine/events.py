@@ -99,6 +99,14 @@ class ConfigRejected(Event):
 
 
 @dataclass(frozen=True)
+class ConfigApplied(Event):
+    """A live edit reached the queue: ``text`` is the config the rest of the run follows (and --resume continues)."""
+
+    kind: ClassVar[str] = "config_applied"
+    text: str
+
+
+@dataclass(frozen=True)
 class ExperimentStarted(Event):
     kind: ClassVar[str] = "experiment_started"
     name: str
@@ -171,6 +179,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BankLoading,
         QueueChanged,
         ConfigRejected,
+        ConfigApplied,
         ExperimentStarted,
         Step,
         Decoded,

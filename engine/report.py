@@ -5,6 +5,8 @@ One module for every place results are shown or exported: ``results.md`` and
 table and the dashboard's export key. Pure text: no rich, no torch.
 
 Several runs side by side get a leading ``Run`` column (``run`` in CSV).
+:func:`columns` chooses the table columns (the reference's always, settings
+only where rows differ); CSV and JSON keep every field.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from engine.events import STATUSES
 from engine.results import FIELDS, best_by_story, best_names
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -24,12 +27,20 @@ RESULTS_FILE = "results.json"
 
 # CSV holds every scalar field; the per-step trajectory stays in results.json.
 CSV_FIELDS = tuple(f for f in FIELDS if f != "trajectory")
-# The reference report's columns, then what this tool adds.
-COLUMNS = (
-    "Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement",
-    "Oracle", "Round-trip", "Decoded z",
-)  # fmt: skip
+# The reference report's columns, then the metrics this tool adds: always shown, in this order.
+REFERENCE_COLUMNS = ("Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement")
+METRIC_COLUMNS = ("Oracle", "Round-trip", "Decoded z")
+COLUMNS = REFERENCE_COLUMNS + METRIC_COLUMNS
+# Settings shown only where they tell rows apart (header -> results.json field), as experiment trackers do.
+SETTING_COLUMNS = {
+    "Story": "story", "Objective": "objective", "Optimizer": "optimizer", "Norm": "norm",
+    "Beam Size": "beam_size", "Decode Every": "decode_every", "Seed": "seed",
+}  # fmt: skip
+RIGHT = {"LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip", "Beam Size", "Decode Every", "Seed"}
 _TABLE_WIDTHS = {"Status": 32, "Init Text": 28, "Decoded z": 40}  # plain table truncates long text here
+# A narrow terminal gives up free text first, so the numbers stay: (column, clip width or 0 to drop it) in turn,
+# then the gap between columns shrinks to one space.
+_NARROWING = (("Decoded z", 20), ("Decoded z", 0), ("Init Text", 14), ("Init Text", 0), ("", 1))
 
 
 class ReportError(Exception):
@@ -76,9 +87,10 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(str(run_dir), data)
 
 
-def render(runs: Sequence[Run], fmt: str) -> str:
+def render(runs: Sequence[Run], fmt: str, width: int | None = None) -> str:
+    """``width``: the terminal's columns, which the plain table fits itself to (the other formats ignore it)."""
     if fmt == "table":
-        return format_table(runs)
+        return format_table(runs, width)
     if fmt == "markdown":
         return format_markdown(runs)
     if fmt == "csv":
@@ -113,18 +125,31 @@ def _text(value: Any) -> str:
     return " ".join(str(value).split())  # newlines would break a table row
 
 
-def needs_status(runs: Sequence[Run]) -> bool:
-    """A Status column only when something did not finish: all-done tables match the reference."""
-    return any(row.get("status") != "done" for run in runs for row in run.experiments)
+def columns(rows: Iterable[Mapping[str, Any]], *, several_runs: bool = False) -> list[str]:
+    """The columns that describe these rows (one run's, or several runs' together).
+
+    Always the reference's and the metrics, in their order; then each setting
+    of :data:`SETTING_COLUMNS` whose value differs between the rows; then
+    Status when something did not end as done (all-done tables match the
+    reference); Decoded z last. ``several_runs`` puts a Run column first.
+    """
+    rows = list(rows)
+    cols = ["Run"] if several_runs else []
+    cols += [*REFERENCE_COLUMNS, "Oracle", "Round-trip"]
+    cols += [h for h, f in SETTING_COLUMNS.items() if len({_same(row.get(f)) for row in rows}) > 1]
+    if any(row.get("status") != "done" for row in rows):
+        cols.append("Status")
+    cols.append("Decoded z")
+    return cols
+
+
+def _same(value: Any) -> str:
+    """A comparable form of a field (lists and tables included)."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def headers(runs: Sequence[Run]) -> list[str]:
-    cols = list(COLUMNS)
-    if needs_status(runs):  # after the reference's columns, so those always come first
-        cols.insert(cols.index("Decoded z"), "Status")
-    if len(runs) > 1:
-        cols.insert(0, "Run")
-    return cols
+    return columns((row for run in runs for row in run.experiments), several_runs=len(runs) > 1)
 
 
 def cells(run: Run, row: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
@@ -143,12 +168,22 @@ def cells(run: Run, row: Mapping[str, Any], columns: Sequence[str]) -> list[str]
         "Round-trip": _num(row.get("roundtrip_sim")),
         "Decoded z": _text(row.get("decoded_z")),
     }
+    values.update({header: _text(row.get(field)) for header, field in SETTING_COLUMNS.items()})
     return [values[c] for c in columns]
 
 
-def table_cells(run: Run, row: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
+def table_cells(
+    run: Run, row: Mapping[str, Any], columns: Sequence[str], widths: Mapping[str, int] = _TABLE_WIDTHS
+) -> list[str]:
     """:func:`cells` with long text clipped, for terminal tables."""
-    return [_clip(c, _TABLE_WIDTHS.get(col)) for c, col in zip(cells(run, row, columns), columns)]
+    return [_clip(c, widths.get(col)) for c, col in zip(cells(run, row, columns), columns)]
+
+
+def status_counts(rows: Iterable[Mapping[str, Any]]) -> str:
+    """``"5 done, 1 failed, 1 skipped"``: each status that occurs, in the order a queue moves through them."""
+    statuses = [str(row.get("status")) for row in rows]
+    order = list(STATUSES) + sorted(set(statuses) - set(STATUSES))
+    return ", ".join(f"{statuses.count(s)} {s}" for s in order if s in statuses)
 
 
 def best_lines(run: Run, markdown: bool) -> list[str]:
@@ -169,28 +204,45 @@ def best_lines(run: Run, markdown: bool) -> list[str]:
 
 
 # --- formats ----------------------------------------------------------------
-def format_table(runs: Sequence[Run]) -> str:
-    """Plain aligned text; the best row of each run starts with ``*``."""
-    columns = headers(runs)
-    body: list[list[str]] = []
-    marks: list[str] = []
-    for run in runs:
-        for row in run.experiments:
-            body.append(table_cells(run, row, columns))
-            marks.append("*" if row.get("name") in run.best else " ")
-    widths = [max([len(col)] + [len(r[i]) for r in body]) for i, col in enumerate(columns)]
-    right = {"LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip"}
+def format_table(runs: Sequence[Run], width: int | None = None) -> str:
+    """Plain aligned text; the best row of each run starts with ``*``.
 
-    def line(mark: str, values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if col in right else v.ljust(w) for v, w, col in zip(values, widths, columns)]
-        return f"{mark} " + "  ".join(parts).rstrip()
-
-    out = [line(" ", columns), line(" ", ["-" * w for w in widths])]
-    out += [line(m, r) for m, r in zip(marks, body)]
+    ``width`` (a terminal's columns): narrow Decoded z, then Init Text, then
+    leave them out until the table fits, so the similarities stay in view.
+    """
+    columns, clip, gap = headers(runs), dict(_TABLE_WIDTHS), 2
+    out = _table_lines(runs, columns, clip, gap)
+    for column, keep in _NARROWING:
+        if width is None or max(map(len, out)) <= width:
+            break
+        if not column:
+            gap = keep
+        elif keep:
+            clip[column] = keep
+        elif column in columns:
+            columns = [c for c in columns if c != column]
+        out = _table_lines(runs, columns, clip, gap)
     for run in runs:
         for best in best_lines(run, markdown=False):
             out.append(("" if len(runs) == 1 else f"{run.label}: ") + best)
     return "\n".join(out) + "\n"
+
+
+def _table_lines(runs: Sequence[Run], columns: Sequence[str], clip: Mapping[str, int], gap: int) -> list[str]:
+    body: list[list[str]] = []
+    marks: list[str] = []
+    for run in runs:
+        for row in run.experiments:
+            body.append(table_cells(run, row, columns, clip))
+            marks.append("*" if row.get("name") in run.best else " ")
+    widths = [max([len(col)] + [len(r[i]) for r in body]) for i, col in enumerate(columns)]
+
+    def line(mark: str, values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if col in RIGHT else v.ljust(w) for v, w, col in zip(values, widths, columns)]
+        return f"{mark} " + (" " * gap).join(parts).rstrip()
+
+    out = [line(" ", columns), line(" ", ["-" * w for w in widths])]
+    return out + [line(m, r) for m, r in zip(marks, body)]
 
 
 def _clip(text: str, width: int | None) -> str:
@@ -206,10 +258,9 @@ def _md(text: str) -> str:
 def format_markdown(runs: Sequence[Run]) -> str:
     """The reference report's summary table: best row's name, final sim and improvement in bold."""
     columns = headers(runs)
-    right = {"LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip"}
     out = [
         "| " + " | ".join(columns) + " |",
-        "|" + "|".join(("-" * (len(c) + 1) + ":") if c in right else "-" * (len(c) + 2) for c in columns) + "|",
+        "|" + "|".join(("-" * (len(c) + 1) + ":") if c in RIGHT else "-" * (len(c) + 2) for c in columns) + "|",
     ]
     bold = {"Experiment", "Final Sim", "Improvement"}
     for run in runs:

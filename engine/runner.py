@@ -210,6 +210,7 @@ def run_queue(
         new_spec = control.take_spec()
         if new_spec is not None:
             queue.reload(new_spec)
+            emit(ev.ConfigApplied(new_spec.text))  # the run directory keeps it: --resume continues this queue
             emit(queue.event())
 
     def between_steps(running: frozenset[str]) -> str | frozenset[str] | None:

@@ -46,6 +46,9 @@ BACKENDS = ("mini", "sonar")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
 NORMS = ("reference", "none")  # or a positive number
+# Upper bounds: past these a typo (an extra zero, a pasted id) would run for days or fill memory.
+MAXIMA = {"steps": 1_000_000, "decode_every": 1_000_000, "beam_size": 64, "seed": 2**63 - 1}
+BOM = "\ufeff"  # editors on Windows start UTF-8 files with it; TOML itself does not allow it
 
 # (encoder, decoder, tokenizer) card names used when [backend] leaves them out.
 DEFAULT_CARDS = {
@@ -185,6 +188,7 @@ def load_spec(path: str | Path, *, base_dir: str | Path | None = None) -> Spec:
 def parse_spec(text: str, path: str | Path = "experiments.toml", *, base_dir: str | Path | None = None) -> Spec:
     """Validate TOML text (used by live reload too); raises :class:`SpecError`."""
     path = Path(path)
+    text = text.removeprefix(BOM)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -368,11 +372,13 @@ class _Parser:
             raise self.fail(at, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
         return float(value)
 
-    def integer(self, value: Any, at: _At, *, minimum: int) -> int:
+    def integer(self, value: Any, at: _At, *, minimum: int, maximum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(at, f"must be an integer, got {_describe(value)}")
         if value < minimum:
             raise self.fail(at, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.fail(at, f"must be <= {maximum:_}, got {value}")
         return value
 
     def text_list(self, value: Any, at: _At, *, min_len: int) -> tuple[str, ...]:
@@ -501,9 +507,9 @@ class _Parser:
         if key == "lr":
             return self.number(value, at, minimum=0, strict=True)
         if key in ("steps", "decode_every", "beam_size"):
-            return self.integer(value, at, minimum=1)
+            return self.integer(value, at, minimum=1, maximum=MAXIMA[key])
         if key == "seed":
-            return self.integer(value, at, minimum=0)
+            return self.integer(value, at, minimum=0, maximum=MAXIMA[key])
         if key == "optimizer":
             return self.choice(value, at, OPTIMIZERS)
         if key == "objective":

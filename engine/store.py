@@ -2,7 +2,10 @@
 
 ``RUNS_DIR/<UTC time>-<config stem>/`` holds
 
-- ``config.toml``: the exact config text the run started from;
+- ``config.toml``: the exact config text the queue follows: the one the run
+  started from, replaced (atomically) by each live edit the engine applied, so
+  ``--resume`` continues the queue as it stood; ``config.started.toml`` keeps
+  the original once an edit replaced it;
 - ``events.jsonl``: every event, one JSON object per line, appended and flushed
   line by line: the full history, and what ``--resume`` rebuilds a killed run from;
 - ``results.json``: ``status, config, started, finished, best, experiments`` (plus
@@ -29,8 +32,10 @@ from typing import Any, Mapping
 from engine import events as ev
 from engine import report
 from engine.results import FIELDS, FINISHED, best_by_story, settings
+from engine.spec import SpecError, parse_spec
 
 CONFIG_FILE = "config.toml"
+STARTED_CONFIG_FILE = "config.started.toml"  # the config as started, once a live edit replaced config.toml
 EVENTS_FILE = "events.jsonl"
 RESULTS_FILE = report.RESULTS_FILE
 MARKDOWN_FILE = "results.md"
@@ -174,6 +179,10 @@ class RunStore:
         began = previous.get("started") or (
             datetime.fromtimestamp(started.time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if started else utc_now()
         )
+        applied = [e.text for e in history if isinstance(e, ev.ConfigApplied) and e.text]
+        if applied and applied[-1] != config_text:  # killed between the event and the config's rewrite
+            write_atomic(run_dir / CONFIG_FILE, applied[-1])
+            config_text = applied[-1]
         store = cls(run_dir, config_text, str(config_path), str(began))
         store.resumed = list(previous.get("resumed") or [])
         if isinstance(previous.get("backend"), dict):
@@ -225,6 +234,8 @@ class RunStore:
                 for name, status in zip(event.names, event.statuses):
                     if status in (ev.PENDING, ev.RUNNING):
                         self._live[name] = status
+            elif isinstance(event, ev.ConfigApplied):
+                self._apply_config(event.text)
             elif isinstance(event, ev.BackendReady):
                 self.backend = {
                     "backend": event.backend, "device": event.device, "dim": event.dim,
@@ -252,6 +263,20 @@ class RunStore:
                 rewrite = True
             if rewrite:
                 self._write_summaries(embeddings=isinstance(event, (ev.ExperimentFinished, ev.RunFinished)))
+
+    def _apply_config(self, text: str) -> None:
+        """A live edit the engine applied becomes the run's config.toml (the first one keeps the original aside)."""
+        if not text or text == self.config_text:
+            return
+        started = self.run_dir / STARTED_CONFIG_FILE
+        if not started.exists():
+            write_atomic(started, self.config_text)
+        write_atomic(self.run_dir / CONFIG_FILE, text)
+        self.config_text = text
+        try:  # placeholder rows of the experiments the edit added take their settings from it
+            self.spec = parse_spec(text, self.run_dir / CONFIG_FILE, base_dir=Path(self.config_path).parent)
+        except SpecError:
+            pass  # it was valid when applied; a predictor folder removed since then only costs the placeholders
 
     def _take_result(self, name: str, status: str, result: dict[str, Any]) -> None:
         z = result.pop("z", None)

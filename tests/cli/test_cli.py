@@ -176,6 +176,20 @@ def test_check_ok(tmp_path: Path) -> None:
     assert proc.stdout.startswith("ok: 4 experiments, 2 stories, backend mini on cpu")
 
 
+def test_a_config_saved_with_a_bom_checks_ok(tmp_path: Path) -> None:
+    """Notepad's UTF-8 starts with a byte-order mark; it used to read as `invalid TOML: Invalid statement`."""
+    config = write_queue(tmp_path)
+    config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+    proc = cli("--check", config.name, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok: 4 experiments"), proc.stderr
+
+
+def test_steps_past_the_maximum_fail_the_check_naming_the_key(tmp_path: Path) -> None:
+    config = write_queue(tmp_path, QUEUE.replace("steps = 400", "steps = 99999999999999999999"))
+    proc = cli("--check", config.name, cwd=tmp_path)
+    assert proc.returncode == 2 and "experiments[3] (d).steps: must be <= 1_000_000" in proc.stderr, proc.stderr
+
+
 BAD = {
     "missing file": (None, r"^nope\.toml: no such file$"),
     "toml syntax": ("[defaults]\nlr = = 0.1\n", r"^queue\.toml:\d+: .+"),
@@ -245,7 +259,10 @@ def test_headless_run_writes_the_run_directory(reference: tuple[subprocess.Compl
     best = data["best"]["lily"]
 
     md = (run_dir / "results.md").read_text().splitlines()
-    assert [c.strip() for c in md[0].strip("|").split("|")] == [*REFERENCE_COLUMNS, "Oracle", "Round-trip", "Decoded z"]
+    # the reference report's columns, then Story: the one setting that differs between these rows
+    assert [c.strip() for c in md[0].strip("|").split("|")] == [
+        *REFERENCE_COLUMNS, "Oracle", "Round-trip", "Story", "Decoded z",
+    ]  # fmt: skip
     assert any(line.startswith(f"| **{best}** |") for line in md)
     assert any(line.startswith(f"**Best** for story lily: `{best}`") for line in md)
     rows = list(csv.DictReader(io.StringIO((run_dir / "results.csv").read_text())))
@@ -334,7 +351,8 @@ def test_signal_while_models_load(signals: tuple[signal.Signals, ...], tmp_path:
 
 def test_diverging_experiment_fails_alone_on_a_terminal(tmp_path: Path) -> None:
     """On a terminal: Rich progress and table; the diverging experiment fails, the other finishes, exit 1."""
-    pexpect = pytest.importorskip("pexpect")
+    import pexpect
+
     body = """
 [defaults]
 story = "lily"
@@ -352,16 +370,7 @@ lr = 1e38
 norm = "none"
 """
     config = write_queue(tmp_path, body)
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "embopt_tui", "--no-ui", "--runs-dir", "runs", config.name],
-        cwd=str(tmp_path),
-        env={**env(), "TERM": "xterm-256color", "COLUMNS": "160"},
-        dimensions=(40, 160),
-        encoding="utf-8",
-        timeout=180,
-    )
-    child.logfile_read = io.StringIO()
+    child = spawn_on_terminal(["--no-ui", "--runs-dir", "runs", config.name], tmp_path)
     child.expect(r"run directory: ")
     child.expect(pexpect.EOF)
     child.close()
@@ -386,3 +395,241 @@ def test_bad_thread_setting_is_a_usage_error(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 2 and proc.stderr == "embopt-tui: error: EMBOPT_THREADS='many': expected a positive integer\n"
+
+
+def spawn_on_terminal(args: list[str], cwd: Path, *, size: tuple[int, int] = (40, 160)) -> Any:
+    """The command in a pseudo-terminal of ``size`` (rows, columns); its output collects in ``child.logfile_read``."""
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "embopt_tui", *args],
+        cwd=str(cwd),
+        env={**env(), "TERM": "xterm-256color", "COLUMNS": str(size[1]), "LINES": str(size[0])},
+        dimensions=size,
+        encoding="utf-8",
+        timeout=180,
+    )
+    child.logfile_read = io.StringIO()
+    return child
+
+
+def test_second_ctrl_c_on_a_terminal_gives_the_terminal_back(tmp_path: Path) -> None:
+    """The forced exit ends the bars' line and shows the cursor again: the shell prompt comes back usable."""
+    import pexpect
+
+    config = write_queue(tmp_path, '[defaults]\nstory = "lily"\n\n[[experiments]]\nname = "a"\ninit = "Hi."\n')
+    child = spawn_on_terminal(["--no-ui", "--runs-dir", "runs", config.name], tmp_path, size=(24, 80))
+    child.expect("loading")  # the loading bar is up; the engine cannot stop before the models are in
+    child.kill(signal.SIGINT)
+    child.expect("stopping")
+    child.kill(signal.SIGINT)
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = child.logfile_read.getvalue()
+    assert child.exitstatus == 130, screen
+    assert "run directory:" not in screen  # the forced exit, not the orderly one
+    assert "\x1b[?25l" in screen and "\x1b[?25h" in screen[screen.rindex("\x1b[?25l") :]  # the cursor shows again
+    assert screen.replace("\x1b[?25h", "").endswith("\n")  # the prompt starts on its own line
+
+
+# --- the dashboard without a terminal ------------------------------------------------------------------------
+LONG = '[defaults]\nstory = "lily"\nsteps = 100000\n\n[[experiments]]\nname = "long"\ninit = "I like cheese."\n'
+
+
+@pytest.mark.parametrize("missing", ["stdin", "stdout", "stderr"])
+def test_dashboard_without_a_terminal_is_a_usage_error(missing: str, tmp_path: Path) -> None:
+    """`embopt-tui q.toml > out < /dev/null` (nohup, cron): one line pointing to --no-ui, exit 2, nothing created.
+
+    stdin carries the keys, stderr is where Textual draws, and a redirected stdout means a log was wanted.
+    """
+    import select
+
+    config = write_queue(tmp_path)
+    master, slave = os.openpty()
+    streams: dict[str, Any] = {"stdin": slave, "stdout": slave, "stderr": slave}
+    streams[missing] = subprocess.DEVNULL if missing == "stdin" else subprocess.PIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "embopt_tui", "--runs-dir", "runs", config.name],
+            cwd=tmp_path, env=env(), text=True, timeout=120, **streams,
+        )  # fmt: skip
+        on_terminal = os.read(master, 65536).decode() if select.select([master], [], [], 0)[0] else ""
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 2
+    said = (proc.stderr if missing == "stderr" else on_terminal).replace("\r\n", "\n")
+    assert said == (
+        f"embopt-tui: error: the dashboard needs a terminal ({missing} is not one); use --no-ui for headless runs\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dashboard_whose_terminal_closes_without_a_sighup_stops_and_saves(tmp_path: Path) -> None:
+    """A pty whose master closes (no controlling terminal, so no SIGHUP): end of input is a hangup, exit 130."""
+    import fcntl
+    import select
+    import struct
+    import termios
+
+    config = write_queue(tmp_path, LONG)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embopt_tui", "--runs-dir", "runs", config.name],
+        cwd=tmp_path,
+        env={**env(), "TERM": "xterm-256color"},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,  # the pty is not its controlling terminal: closing it sends no SIGHUP
+    )
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 240
+        while not any(e["type"] == "step" for f in (tmp_path / "runs").glob("*/events.jsonl") for e in events(f.parent)):
+            assert time.monotonic() < deadline and proc.poll() is None, "the dashboard never started optimising"
+            if select.select([master], [], [], 0.1)[0]:  # a terminal reads what the app draws
+                os.read(master, 65536)
+        os.close(master)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    saved = results(only_run(tmp_path / "runs"))
+    assert saved["status"] == "interrupted" and saved["experiments"][0]["status"] == "interrupted"
+
+
+# --- live edits and --resume ---------------------------------------------------------------------------------
+LIVE = """
+[defaults]
+steps = 10
+
+[[experiments]]
+name = "a"
+story = "lily"
+init = "I like cheese."
+steps = 100000
+
+[[experiments]]
+name = "b"
+story = "tom"
+init = "I like cheese."
+lr = 0.02
+"""
+LIVE_EDIT = LIVE.replace("steps = 100000", "steps = 12").replace("lr = 0.02", "lr = 0.3") + (
+    '\n[[experiments]]\nname = "added"\nstory = "tom"\ninit = "Begin of text."\n'
+)
+
+
+def test_a_live_edit_in_the_dashboard_is_what_resume_continues(tmp_path: Path) -> None:
+    """Add an experiment and change an lr while the dashboard runs, stop it, resume headless: the edit holds."""
+    import pexpect
+
+    config = write_queue(tmp_path, LIVE)
+    child = spawn_on_terminal(["--runs-dir", "runs", config.name], tmp_path)
+
+    def wait_event(kind: str) -> Path:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.1)  # keep reading the screen, as a terminal does
+            assert child.isalive(), child.logfile_read.getvalue()[-2000:]
+            for found in (tmp_path / "runs").glob("*/events.jsonl"):
+                if any(e["type"] == kind for e in events(found.parent)):
+                    return found.parent
+        raise AssertionError(f"no {kind} event")
+
+    try:
+        run_dir = wait_event("step")
+        config.write_text(BACKEND + STORIES + LIVE_EDIT, encoding="utf-8")
+        os.utime(config, (time.time() + 5, time.time() + 5))  # a new mtime even within the clock's resolution
+        wait_event("config_applied")
+        child.kill(signal.SIGTERM)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 130
+    assert (run_dir / "config.toml").read_text(encoding="utf-8") == BACKEND + STORIES + LIVE_EDIT
+    assert "steps = 100000" in (run_dir / "config.started.toml").read_text(encoding="utf-8")
+
+    resumed = cli("--no-ui", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = {r["name"]: r for r in results(run_dir)["experiments"]}
+    assert list(rows) == ["a", "b", "added"] and {r["status"] for r in rows.values()} == {"done"}
+    assert rows["b"]["lr"] == 0.3 and rows["added"]["steps_done"] == 10
+    assert rows["a"]["steps_done"] == 12  # interrupted, so run again from its start with the settings it now has
+
+
+# --- what the headless table shows ---------------------------------------------------------------------------
+def test_headless_at_80_columns_keeps_final_sim_improvement_and_oracle(tmp_path: Path) -> None:
+    """Init Text and Decoded z give way first: the numbers that answer "did it work" stay on screen."""
+    import pexpect
+
+    body = """
+[defaults]
+story = "lily"
+steps = 5
+init = "There was a boy named Tom, and he liked cheese."
+
+[[experiments]]
+name = "story_init_lower_lr"
+lr = 0.005
+
+[[experiments]]
+name = "baseline"
+"""
+    config = write_queue(tmp_path, body)
+    child = spawn_on_terminal(["--no-ui", "--runs-dir", "runs", config.name], tmp_path, size=(24, 80))
+    child.expect("run directory: ")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    screen = child.logfile_read.getvalue()
+    header = next(line for line in screen.splitlines() if line.lstrip().startswith("Experiment"))
+    assert all(column in header for column in ("Final Sim", "Improvement", "Oracle")), repr(header)
+    assert "Decoded z" not in header and "Init Text" not in header
+
+
+def test_skipped_experiments_are_their_own_status_headless_and_exit_0(tmp_path: Path) -> None:
+    """A run where the dashboard skipped one, resumed headless: `skipped` is neither done nor failed."""
+    from engine import events as ev
+    from engine.results import result_row
+    from engine.spec import load_spec
+    from engine.store import RunStore
+
+    body = '[defaults]\nsteps = 5\ninit = "Hi."\n\n[[experiments]]\nname = "a"\nstory = "lily"\n\n'
+    body += '[[experiments]]\nname = "b"\nstory = "tom"\n\n[[experiments]]\nname = "c"\nstory = "lily"\nlr = 0.5\n'
+    config = write_queue(tmp_path, body)
+    spec = load_spec(config)
+    store = RunStore.create(config, tmp_path / "runs")
+    store.spec = spec
+    store.record(ev.RunStarted(run_dir=str(store.run_dir), config_path=str(config), experiments=("a", "b", "c")))
+    c = spec.experiments[2]
+    store.record(ev.ExperimentFinished("c", ev.SKIPPED, result_row(c, spec.story_of(c), ev.SKIPPED)))
+    store.record(ev.RunFinished(status=ev.INTERRUPTED, run_dir=str(store.run_dir)))
+    store.close()
+
+    proc = cli("--no-ui", "--resume", str(store.run_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # skipping is deliberate: nothing failed, nothing was interrupted
+    assert "results (done): 2 done, 1 skipped" in proc.stdout
+    table = proc.stdout[proc.stdout.index("  Experiment") :].splitlines()
+    assert "Status" in table[0]
+    statuses = {line[2:].split()[0]: line for line in table[2:5]}  # after the best mark
+    assert "skipped" in statuses["c"] and "skipped" not in statuses["a"] and "done" in statuses["a"]
+    rows = {r["name"]: r for r in results(store.run_dir)["experiments"]}
+    assert [rows[n]["status"] for n in "abc"] == ["done", "done", "skipped"] and rows["c"]["best"] is False
+
+
+def test_report_on_an_80_column_terminal_fits_the_table(reference: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    import pexpect
+
+    _, run_dir = reference
+    child = spawn_on_terminal(["report", str(run_dir)], run_dir, size=(24, 80))
+    child.expect(pexpect.EOF)
+    child.close()
+    lines = child.logfile_read.getvalue().splitlines()
+    assert child.exitstatus == 0 and "Final Sim" in lines[0] and "Decoded z" not in lines[0]
+    assert "Oracle" in lines[0][:80]
+    piped = cli("report", str(run_dir), cwd=run_dir).stdout.splitlines()  # a pipe gets every column
+    assert "Decoded z" in piped[0]

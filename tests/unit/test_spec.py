@@ -130,6 +130,14 @@ MALFORMED = [
     ("beam_size_zero", _add("beam_size = 0\n"), f"{EXP}.beam_size: must be >= 1, got 0"),
     ("decode_every_zero", _add("decode_every = 0\n"), f"{EXP}.decode_every: must be >= 1, got 0"),
     ("seed_negative", _add("seed = -1\n"), f"{EXP}.seed: must be >= 0, got -1"),
+    ("steps_huge", _add("steps = 99999999999999999999\n"),
+     f"{EXP}.steps: must be <= 1_000_000, got 99999999999999999999"),
+    ("steps_over_max", _sub("lr = 0.02", "lr = 0.02\nsteps = 1_000_001"),
+     "q.toml:6: defaults.steps: must be <= 1_000_000, got 1000001"),
+    ("decode_every_huge", _add("decode_every = 10_000_000\n"), f"{EXP}.decode_every: must be <= 1_000_000, got 10000000"),
+    ("beam_size_huge", _add("beam_size = 65\n"), f"{EXP}.beam_size: must be <= 64, got 65"),
+    ("seed_huge", _add("seed = 99999999999999999999\n"),
+     f"{EXP}.seed: must be <= 9_223_372_036_854_775_807, got 99999999999999999999"),
     ("norm_zero", _add("norm = 0\n"), f"{EXP}.norm: must be > 0, got 0"),
     ("objective_negative_weight", _add("objective = {cosine = 1.0, mse = -0.5}\n"),
      f"{EXP}.objective.mse: must be >= 0, got -0.5"),
@@ -406,6 +414,19 @@ def test_missing_file_and_non_utf8(tmp_path: Path) -> None:
     assert str(info.value) == f"{bad}:2: not UTF-8 text (byte 0xff)"
     with pytest.raises(SpecError, match=r": cannot read: "):
         load_spec(tmp_path)
+
+
+def test_a_utf8_bom_is_accepted_wherever_a_config_is_read(tmp_path: Path) -> None:
+    """Editors on Windows write one; TOML itself rejects it ("Invalid statement")."""
+    assert parse_spec("\ufeff" + BASE, "q.toml").experiments[0].name == "a"
+    path = tmp_path / "q.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.encode("utf-8"))
+    assert load_spec(path).experiments[0].name == "a"
+
+
+def test_the_maxima_at_their_limit_are_valid() -> None:
+    spec = parse_spec(_add("steps = 1_000_000\ndecode_every = 1_000_000\nbeam_size = 64\n"), "q.toml")
+    assert (spec.experiments[0].steps, spec.experiments[0].beam_size) == (1_000_000, 64)
 
 
 def test_error_attributes_let_callers_format_their_own_way() -> None:

@@ -165,13 +165,50 @@ def test_report_formats_side_by_side(tmp_path: Path) -> None:
         report.load_run(tmp_path / "nope")
 
 
-def test_session_saves_everything_even_when_a_face_breaks(tiny_dir: Path, tmp_path: Path) -> None:
-    """A face whose output died (SSH dropped) is dropped; the engine and the run directory carry on."""
-    from engine.session import Session
+def test_report_columns_are_the_references_then_what_tells_rows_apart() -> None:
+    """mse, sgd and none rows must not look alike; settings every row shares stay out of the way."""
+    reference = [*report.REFERENCE_COLUMNS, "Oracle", "Round-trip"]
+    same = [result("a"), result("b", lr=0.05)]
+    assert report.columns(same) == [*reference, "Decoded z"]  # the reference report's table, unchanged
+    mixed = same + [result("c", objective="mse", optimizer="sgd", norm="none", seed=3)]
+    assert report.columns(mixed) == [*reference, "Objective", "Optimizer", "Norm", "Seed", "Decoded z"]
+    skipped = same + [result("d", status="skipped", story="tom", beam_size=4, decode_every=5)]
+    assert report.columns(skipped) == [*reference, "Story", "Beam Size", "Decode Every", "Status", "Decoded z"]
+    assert report.columns(same, several_runs=True)[:2] == ["Run", "Experiment"]
 
-    config = tmp_path / "q.toml"
-    config.write_text(
-        f"""[backend]
+    run = report.Run("r", {"experiments": mixed, "best": {"lily": "a"}})
+    table = report.format_table([run]).splitlines()
+    assert table[0].split()[-6:] == ["Objective", "Optimizer", "Norm", "Seed", "Decoded", "z"]
+    c = next(line for line in table if line.lstrip(" *").startswith("c "))
+    assert "mse" in c and "sgd" in c and "none" in c
+    assert report.format_markdown([run]).startswith("| Experiment | Init Text | LR | Steps |")
+    assert "objective" in report.format_csv([report.Run("r", {"experiments": same})]).splitlines()[0]  # csv: every field
+
+
+def test_side_by_side_runs_show_the_settings_that_differ_between_them(tmp_path: Path) -> None:
+    one = report.Run("one", {"experiments": [result("a"), result("b", final=0.2)]})
+    two = report.Run("two", {"experiments": [result("a", objective="mse"), result("b", objective="mse", final=0.2)]})
+    assert "Objective" not in report.headers([one]) and "Objective" not in report.headers([two])
+    assert report.headers([one, two]) == ["Run", *report.REFERENCE_COLUMNS, "Oracle", "Round-trip", "Objective", "Decoded z"]
+
+
+def test_a_table_at_80_columns_keeps_the_similarities() -> None:
+    """Free text goes first (Decoded z, then Init Text), so Final Sim, Improvement and Oracle stay on screen."""
+    rows = [result("story_init_lower_lr", init_text="There was a boy named Tom.", decoded_z="Once upon a time " * 3)]
+    run = report.Run("r", {"experiments": rows + [result("baseline", final=0.2)]})
+    wide = report.format_table([run]).splitlines()
+    assert "Decoded z" in wide[0] and max(map(len, wide[:4])) > 80
+    narrow = report.format_table([run], width=80).splitlines()
+    for column in ("Final Sim", "Improvement", "Oracle"):
+        assert narrow[0].index(column) + len(column) <= 80
+    assert "Decoded z" not in narrow[0] and "Init Text" not in narrow[0]
+    middle = report.format_table([run], width=140).splitlines()  # Decoded z narrowed, not dropped
+    assert "Init Text" in middle[0] and "Decoded z" in middle[0] and max(map(len, middle[:4])) <= 140
+
+
+def tiny_config(tiny_dir: Path, experiments: str) -> str:
+    """A config on the tiny test cards: stories ``s`` and ``t``, then ``experiments``."""
+    return f"""[backend]
 encoder = "tiny_encoder"
 decoder = "tiny_decoder"
 tokenizer = "tiny_encoder"
@@ -181,13 +218,19 @@ device = "cpu"
 [stories.s]
 sentences = ["There was a boy named Tom.", "I like cheese.", "Begin of text."]
 
-[[experiments]]
-name = "only"
-init = "I like cheese."
-steps = 3
-""",
-        encoding="utf-8",
-    )
+[stories.t]
+sentences = ["Begin of text.", "There was a boy named Tom.", "I like cheese."]
+
+{experiments}"""
+
+
+def test_session_saves_everything_even_when_a_face_breaks(tiny_dir: Path, tmp_path: Path) -> None:
+    """A face whose output died (SSH dropped) is dropped; the engine and the run directory carry on."""
+    from engine.session import Session
+
+    config = tmp_path / "q.toml"
+    only = '[[experiments]]\nname = "only"\nstory = "s"\ninit = "I like cheese."\nsteps = 3\n'
+    config.write_text(tiny_config(tiny_dir, only), encoding="utf-8")
     seen: list[str] = []
 
     def dead_terminal(event: ev.Event) -> None:
@@ -204,3 +247,67 @@ steps = 3
     kinds = [json.loads(line)["type"] for line in (session.run_dir / EVENTS_FILE).read_text().splitlines()]
     assert kinds.count("step") == 3 and kinds[-1] == "run_finished" and kinds.count("run_finished") == 1
     assert json.loads((session.run_dir / EVENTS_FILE).read_text().splitlines()[-1])["run_dir"] == str(session.run_dir)
+
+
+LIVE_QUEUE = """[defaults]
+steps = 3
+
+[[experiments]]
+name = "a"
+story = "s"
+init = "I like cheese."
+steps = 40
+
+[[experiments]]
+name = "b"
+story = "t"
+init = "I like cheese."
+lr = 0.02
+"""
+LIVE_EDIT = LIVE_QUEUE.replace("lr = 0.02", "lr = 0.3") + '\n[[experiments]]\nname = "added"\nstory = "t"\ninit = "Hi."\n'
+
+
+def test_live_edits_survive_a_resume(tiny_dir: Path, tmp_path: Path) -> None:
+    """An experiment added and an lr changed mid-run are what --resume continues, not the config as started."""
+    from engine.session import Session
+    from engine.spec import parse_spec
+
+    config = tmp_path / "q.toml"
+    config.write_text(tiny_config(tiny_dir, LIVE_QUEUE), encoding="utf-8")
+    session = Session.start(config, tmp_path / "runs")
+    started_text = config.read_text(encoding="utf-8")
+    config.write_text(tiny_config(tiny_dir, LIVE_EDIT), encoding="utf-8")  # the user saves the edit
+    edited = parse_spec(config.read_text(encoding="utf-8"), config)
+
+    def live(event: ev.Event) -> None:  # what the dashboard does on save, then Ctrl+C once the engine took it
+        if isinstance(event, ev.Step) and event.name == "a" and event.step == 1:
+            session.control.replace_spec(edited)
+        elif isinstance(event, ev.ConfigApplied):
+            session.control.request_stop()
+
+    session.subscribe(live)
+    assert session.run().status == "interrupted"
+    run_dir = session.run_dir
+    assert (run_dir / "config.toml").read_text(encoding="utf-8") == edited.text
+    assert (run_dir / "config.started.toml").read_text(encoding="utf-8") == started_text
+    stopped = {r["name"]: r for r in results_of(run_dir)["experiments"]}
+    assert [stopped[n]["status"] for n in ("a", "b", "added")] == ["interrupted", "pending", "pending"]
+    assert stopped["b"]["lr"] == 0.3 and stopped["added"]["init_text"] == "Hi."  # placeholders follow the edit
+
+    resumed = Session.resume(run_dir)
+    assert resumed.run().status == "done"
+    rows = {r["name"]: r for r in results_of(run_dir)["experiments"]}
+    assert list(rows) == ["a", "b", "added"] and {r["status"] for r in rows.values()} == {"done"}
+    assert rows["b"]["lr"] == 0.3 and rows["added"]["steps_done"] == 3
+
+
+def test_open_takes_the_last_applied_config_from_the_events(tmp_path: Path) -> None:
+    """Killed between the event and the rewrite of config.toml: events.jsonl still says which queue was running."""
+    store = start(tmp_path)
+    store.record(ev.ConfigApplied(CONFIG + "# edited\n"))
+    store.close()
+    (store.run_dir / "config.toml").write_text(CONFIG, encoding="utf-8")  # as if the rewrite never happened
+    again = RunStore.open(store.run_dir)
+    assert again.config_text == CONFIG + "# edited\n"
+    assert (store.run_dir / "config.toml").read_text(encoding="utf-8") == CONFIG + "# edited\n"
+    again.close()
