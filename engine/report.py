@@ -29,18 +29,23 @@ RESULTS_FILE = "results.json"
 CSV_FIELDS = tuple(f for f in FIELDS if f != "trajectory")
 # The reference report's columns, then the metrics this tool adds: always shown, in this order.
 REFERENCE_COLUMNS = ("Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement")
-METRIC_COLUMNS = ("Oracle", "Round-trip", "Decoded z")
+METRIC_COLUMNS = ("Oracle", "Round-trip", "Text Sim", "Text", "Decoded z")
 COLUMNS = REFERENCE_COLUMNS + METRIC_COLUMNS
 # Settings shown only where they tell rows apart (header -> results.json field), as experiment trackers do.
 SETTING_COLUMNS = {
-    "Story": "story", "Objective": "objective", "Optimizer": "optimizer", "Norm": "norm",
+    "Story": "story", "Method": "method", "Objective": "objective", "Optimizer": "optimizer", "Norm": "norm",
     "Beam Size": "beam_size", "Decode Every": "decode_every", "Seed": "seed",
 }  # fmt: skip
-RIGHT = {"LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip", "Beam Size", "Decode Every", "Seed"}
-_TABLE_WIDTHS = {"Status": 32, "Init Text": 28, "Decoded z": 40}  # plain table truncates long text here
+RIGHT = {
+    "LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip", "Text Sim", "Beam Size",
+    "Decode Every", "Seed",
+}  # fmt: skip
+_TABLE_WIDTHS = {"Status": 32, "Init Text": 28, "Text": 36, "Decoded z": 40}  # plain table truncates long text here
 # A narrow terminal gives up free text first, so the numbers stay: (column, clip width or 0 to drop it) in turn,
 # then the gap between columns shrinks to one space.
-_NARROWING = (("Decoded z", 20), ("Decoded z", 0), ("Init Text", 14), ("Init Text", 0), ("", 1))
+_NARROWING = (
+    ("Text", 16), ("Decoded z", 16), ("Decoded z", 0), ("Init Text", 14), ("Init Text", 0), ("Text", 0), ("", 1),
+)  # fmt: skip
 
 
 class ReportError(Exception):
@@ -131,15 +136,16 @@ def columns(rows: Iterable[Mapping[str, Any]], *, several_runs: bool = False) ->
     Always the reference's and the metrics, in their order; then each setting
     of :data:`SETTING_COLUMNS` whose value differs between the rows; then
     Status when something did not end as done (all-done tables match the
-    reference); Decoded z last. ``several_runs`` puts a Run column first.
+    reference); the texts (Text, Decoded z) last. ``several_runs`` puts a Run
+    column first.
     """
     rows = list(rows)
     cols = ["Run"] if several_runs else []
-    cols += [*REFERENCE_COLUMNS, "Oracle", "Round-trip"]
+    cols += [*REFERENCE_COLUMNS, "Oracle", "Round-trip", "Text Sim"]
     cols += [h for h, f in SETTING_COLUMNS.items() if len({_same(row.get(f)) for row in rows}) > 1]
     if any(row.get("status") != "done" for row in rows):
         cols.append("Status")
-    cols.append("Decoded z")
+    cols += ["Text", "Decoded z"]
     return cols
 
 
@@ -166,6 +172,8 @@ def cells(run: Run, row: Mapping[str, Any], columns: Sequence[str]) -> list[str]
         "Improvement": _num(row.get("improvement"), signed=True),
         "Oracle": _num(row.get("oracle_sim")),
         "Round-trip": _num(row.get("roundtrip_sim")),
+        "Text Sim": _num(row.get("text_sim")),
+        "Text": _text(row.get("text")),
         "Decoded z": _text(row.get("decoded_z")),
     }
     values.update({header: _text(row.get(field)) for header, field in SETTING_COLUMNS.items()})

@@ -261,7 +261,7 @@ def test_headless_run_writes_the_run_directory(reference: tuple[subprocess.Compl
     md = (run_dir / "results.md").read_text().splitlines()
     # the reference report's columns, then Story: the one setting that differs between these rows
     assert [c.strip() for c in md[0].strip("|").split("|")] == [
-        *REFERENCE_COLUMNS, "Oracle", "Round-trip", "Story", "Decoded z",
+        *REFERENCE_COLUMNS, "Oracle", "Round-trip", "Text Sim", "Story", "Text", "Decoded z",
     ]  # fmt: skip
     assert any(line.startswith(f"| **{best}** |") for line in md)
     assert any(line.startswith(f"**Best** for story lily: `{best}`") for line in md)

@@ -93,7 +93,8 @@ def test_a_run_writes_every_file_as_experiments_finish(tmp_path: Path) -> None:
 
     md = (store.run_dir / "results.md").read_text()
     header = md.splitlines()[0]
-    for col in ("Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip", "Decoded z"):
+    for col in ("Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip",
+                "Text Sim", "Text", "Decoded z"):
         assert f"| {col} |" in header
     assert "| **b** |" in md and "**0.305**" in md and "**+0.134**" in md
     assert "**Best**: `b` (lr=0.02, steps=10) achieved highest final similarity of 0.305." in md
@@ -167,18 +168,18 @@ def test_report_formats_side_by_side(tmp_path: Path) -> None:
 
 def test_report_columns_are_the_references_then_what_tells_rows_apart() -> None:
     """mse, sgd and none rows must not look alike; settings every row shares stay out of the way."""
-    reference = [*report.REFERENCE_COLUMNS, "Oracle", "Round-trip"]
+    reference = [*report.REFERENCE_COLUMNS, "Oracle", "Round-trip", "Text Sim"]
     same = [result("a"), result("b", lr=0.05)]
-    assert report.columns(same) == [*reference, "Decoded z"]  # the reference report's table, unchanged
+    assert report.columns(same) == [*reference, "Text", "Decoded z"]  # the reference report's table, unchanged
     mixed = same + [result("c", objective="mse", optimizer="sgd", norm="none", seed=3)]
-    assert report.columns(mixed) == [*reference, "Objective", "Optimizer", "Norm", "Seed", "Decoded z"]
+    assert report.columns(mixed) == [*reference, "Objective", "Optimizer", "Norm", "Seed", "Text", "Decoded z"]
     skipped = same + [result("d", status="skipped", story="tom", beam_size=4, decode_every=5)]
-    assert report.columns(skipped) == [*reference, "Story", "Beam Size", "Decode Every", "Status", "Decoded z"]
+    assert report.columns(skipped) == [*reference, "Story", "Beam Size", "Decode Every", "Status", "Text", "Decoded z"]
     assert report.columns(same, several_runs=True)[:2] == ["Run", "Experiment"]
 
     run = report.Run("r", {"experiments": mixed, "best": {"lily": "a"}})
     table = report.format_table([run]).splitlines()
-    assert table[0].split()[-6:] == ["Objective", "Optimizer", "Norm", "Seed", "Decoded", "z"]
+    assert table[0].split()[-7:] == ["Objective", "Optimizer", "Norm", "Seed", "Text", "Decoded", "z"]
     c = next(line for line in table if line.lstrip(" *").startswith("c "))
     assert "mse" in c and "sgd" in c and "none" in c
     assert report.format_markdown([run]).startswith("| Experiment | Init Text | LR | Steps |")
@@ -189,7 +190,9 @@ def test_side_by_side_runs_show_the_settings_that_differ_between_them(tmp_path: 
     one = report.Run("one", {"experiments": [result("a"), result("b", final=0.2)]})
     two = report.Run("two", {"experiments": [result("a", objective="mse"), result("b", objective="mse", final=0.2)]})
     assert "Objective" not in report.headers([one]) and "Objective" not in report.headers([two])
-    assert report.headers([one, two]) == ["Run", *report.REFERENCE_COLUMNS, "Oracle", "Round-trip", "Objective", "Decoded z"]
+    assert report.headers([one, two]) == [
+        "Run", *report.REFERENCE_COLUMNS, "Oracle", "Round-trip", "Text Sim", "Objective", "Text", "Decoded z",
+    ]  # fmt: skip
 
 
 def test_a_table_at_80_columns_keeps_the_similarities() -> None:
@@ -202,8 +205,8 @@ def test_a_table_at_80_columns_keeps_the_similarities() -> None:
     for column in ("Final Sim", "Improvement", "Oracle"):
         assert narrow[0].index(column) + len(column) <= 80
     assert "Decoded z" not in narrow[0] and "Init Text" not in narrow[0]
-    middle = report.format_table([run], width=140).splitlines()  # Decoded z narrowed, not dropped
-    assert "Init Text" in middle[0] and "Decoded z" in middle[0] and max(map(len, middle[:4])) <= 140
+    middle = report.format_table([run], width=160).splitlines()  # Decoded z narrowed, not dropped
+    assert "Init Text" in middle[0] and "Decoded z" in middle[0] and max(map(len, middle[:4])) <= 160
 
 
 def tiny_config(tiny_dir: Path, experiments: str) -> str:
