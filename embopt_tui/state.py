@@ -13,6 +13,7 @@ from typing import Any
 from engine import events as ev
 from engine.results import best_names
 from engine.spec import Experiment, Spec
+from embopt_tui.cluster import WORKER_EVENTS, Cluster
 
 Z_HISTORY = 6  # distinct decodes of z kept for the "how z changed" list
 
@@ -63,6 +64,7 @@ class RunState:
     finished: str | None = None  # RunFinished.status once the queue is over
     best: frozenset[str] = frozenset()  # the best experiment of each story, once the run has ended
     experiments: dict[str, ExperimentView] = field(default_factory=dict)
+    cluster: Cluster = field(default_factory=Cluster)  # the Ray workers (ray executor only)
 
     @classmethod
     def from_spec(cls, config_path: str, spec: Spec | None) -> RunState:
@@ -148,6 +150,8 @@ class RunState:
             self.run_dir = event.run_dir
         elif isinstance(event, ev.Paused):
             self.paused = event.paused
+        elif isinstance(event, WORKER_EVENTS):
+            self.cluster.apply(event)
 
     def _get(self, name: str) -> ExperimentView:
         x = self.experiments.get(name)

@@ -181,13 +181,13 @@ def start_cluster(executor: Executor) -> str | None:
             raise ClusterError(f"cannot join the Ray cluster at {executor.address}: {_one_line(err)}") from None
         return None
     ray_constants.ENABLE_RAY_CLUSTER = False  # get_node_ip_address() -> 127.0.0.1 (ray was imported before)
-    temp_dir = tempfile.mkdtemp(prefix="embopt-ray-")  # 0700
+    temp_dir = tempfile.mkdtemp(prefix="embopt-ray-")  # 0700; Ray makes its own temp dir 0777, so inside this one
     try:
         ray.init(
             num_cpus=max(os.cpu_count() or 1, executor.workers),
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
-            _temp_dir=temp_dir,
+            _temp_dir=os.path.join(temp_dir, "ray"),
             object_store_memory=OBJECT_STORE_BYTES,
             log_to_driver=False,
             configure_logging=False,
@@ -205,7 +205,7 @@ def stop_cluster(temp_dir: str | None, log_dir: Path | None) -> None:
     ray.shutdown()
     if temp_dir is None:
         return
-    logs = Path(temp_dir) / "session_latest" / "logs"
+    logs = Path(temp_dir) / "ray" / "session_latest" / "logs"
     if log_dir is not None and logs.is_dir():
         shutil.copytree(logs, log_dir / LOGS_DIR, dirs_exist_ok=True, ignore=shutil.ignore_patterns("old", "events"))
     shutil.rmtree(temp_dir, ignore_errors=True)
