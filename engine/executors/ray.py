@@ -170,6 +170,8 @@ def start_cluster(executor: Executor) -> str | None:
     import ray
     from ray._private import ray_constants
 
+    # Ray's C++ failure handler prints "*** SIGTERM received ..." into the terminal on every stop request.
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
     if not executor.address:
         _refresh_auth()
 
