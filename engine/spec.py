@@ -56,7 +56,7 @@ DEFAULT_CARDS = {
 # that module imports torch, which `--check` should not pay for; a unit test
 # keeps the two in agreement.
 
-TOP_KEYS = ("backend", "executor", "defaults", "stories", "experiments")
+TOP_KEYS = ("backend", "defaults", "stories", "experiments", "executor")
 EXECUTOR_KEYS = ("kind", "address", "workers", "gpus_per_worker", "max_attempts")
 BACKEND_KEYS = ("kind", "encoder", "decoder", "tokenizer", "predictor", "device", "dtype")
 STORY_KEYS = ("sentences", "optimize", "targets", "context")

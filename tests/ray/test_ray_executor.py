@@ -177,6 +177,18 @@ def test_max_attempts_1_fails_the_dead_workers_batch_and_the_rest_finish(cluster
     assert not [e for e in rec.of(ev.BatchAssigned) if e.attempt > 1]
 
 
+def test_one_story_is_shared_out_among_idle_workers_with_the_inline_numbers(cluster, tiny_backend, tmp_path):
+    queue = (QUEUE[0], QUEUE[2], dataclasses.replace(QUEUE[0], name="d", lr=0.03), dataclasses.replace(QUEUE[2], name="e"))
+    control = QueueControl()
+    rec = Recorder(resume_when_both_are_up(control))
+    result = run_queue(spec_of(tiny_backend, queue), rec, lambda: False, control=control, log_dir=tmp_path)
+    assert sorted(e.batch for e in rec.of(ev.BatchAssigned)) == [("a", "c"), ("d", "e")]
+    inline = run_queue(spec_of(tiny_backend, queue, Executor()), lambda e: None, lambda: False,
+                       models=load_models(tiny_backend))  # fmt: skip
+    for row, reference in zip(result.experiments, inline.experiments):  # inline ran them as one batch of four
+        close(row, reference)
+
+
 def config_text(backend, experiments: list[dict]) -> str:
     lines = [
         "[backend]",
