@@ -12,7 +12,8 @@ A private cluster (no ``address``) is this process's own: every port on
 loopback address for the host's), token authentication with a random token
 held in the environment (Ray would otherwise write ``~/.ray/auth_token``), no
 dashboard (the minimal ray wheel has no job server), session files in a
-private temp dir (Unix socket paths must stay short), shut down at the end.
+private temp dir (Unix socket paths must stay short), shut down at the end, or by
+engine/executors/reaper.py when this process dies without shutting it down.
 ``ray.init`` runs in the engine thread: on the main thread it would replace
 the SIGTERM handler, and Ray ties its daemons' lives to the thread that
 started them (so they also die with a killed driver).
@@ -31,6 +32,7 @@ import queue as queue_mod
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -197,7 +199,19 @@ def start_cluster(executor: Executor) -> str | None:
     except Exception as err:
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise ClusterError(f"cannot start a local Ray cluster: {_one_line(err)}") from None
+    _start_reaper(temp_dir)
     return temp_dir
+
+
+def _start_reaper(temp_dir: str) -> None:
+    """engine/executors/reaper.py: ends the cluster if this process dies without shutting it down."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    subprocess.Popen(
+        [sys.executable, "-m", "engine.executors.reaper", str(os.getpid()), temp_dir],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl+C to the terminal's process group is the driver's to handle, not its
+    )  # fmt: skip
 
 
 def stop_cluster(temp_dir: str | None, log_dir: Path | None) -> None:

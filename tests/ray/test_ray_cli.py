@@ -68,22 +68,34 @@ def alive(processes: list) -> list[str]:
     return left
 
 
-def test_sigterm_exits_130_leaves_no_ray_process_and_the_run_resumes(tmp_path, tiny_dir):
-    runs = tmp_path / "runs"
+def start_until_both_workers_run(tmp_path: Path, tiny_dir: Path) -> tuple[subprocess.Popen, list[str]]:
+    """A headless ray run of long experiments, read until both workers run a batch (the cluster is fully up)."""
     proc = subprocess.Popen(
-        command("--runs-dir", str(runs), str(config(tmp_path, tiny_dir, steps=3000))),
+        command("--runs-dir", str(tmp_path / "runs"), str(config(tmp_path, tiny_dir, steps=3000))),
         cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    lines = []
+    lines: list[str] = []
     deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:  # until both workers run a batch: the cluster is fully up
+    while time.monotonic() < deadline and sum(" runs " in seen for seen in lines) < 2:
         line = proc.stdout.readline()
         if not line:
             break
         lines.append(line)
-        if sum(" runs " in seen for seen in lines) == 2:
-            break
     assert sum(" runs " in seen for seen in lines) == 2, "".join(lines) + proc.stderr.read()
+    return proc, lines
+
+
+def wait_gone(processes: list) -> list[str]:
+    for _ in range(100):  # daemons reaped a moment after the driver exits
+        if not alive(processes):
+            break
+        time.sleep(0.1)
+    return alive(processes)
+
+
+def test_sigterm_exits_130_leaves_no_ray_process_and_the_run_resumes(tmp_path, tiny_dir):
+    runs = tmp_path / "runs"
+    proc, lines = start_until_both_workers_run(tmp_path, tiny_dir)
     cluster = psutil.Process(proc.pid).children(recursive=True)
     assert any(p.name() == "raylet" for p in cluster)
     proc.send_signal(signal.SIGTERM)
@@ -92,11 +104,7 @@ def test_sigterm_exits_130_leaves_no_ray_process_and_the_run_resumes(tmp_path, t
     # Ray's own lines (its logger, "(raylet) ...") went to the run directory, not to the terminal.
     assert err.strip() == ""
     assert "raylet" not in "".join(lines) + out
-    for _ in range(100):  # daemons reaped by their parents a moment after the driver exits
-        if not alive(cluster):
-            break
-        time.sleep(0.1)
-    assert alive(cluster) == []
+    assert wait_gone(cluster) == []
     run = run_dir_of(runs)
     saved = results(run)
     assert saved["status"] == "interrupted"
@@ -111,6 +119,16 @@ def test_sigterm_exits_130_leaves_no_ray_process_and_the_run_resumes(tmp_path, t
                            capture_output=True, text=True, timeout=WAIT_S)  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
     assert [r["status"] for r in results(run)["experiments"]] == ["done", "done"]
+
+
+def test_a_killed_driver_leaves_no_ray_process(tmp_path, tiny_dir):
+    """SIGKILL (or a forced second Ctrl+C) skips the shutdown: the reaper ends the agents Ray leaves behind."""
+    proc, _ = start_until_both_workers_run(tmp_path, tiny_dir)
+    cluster = psutil.Process(proc.pid).children(recursive=True)
+    assert {"raylet", "gcs_server"} <= {p.name() for p in cluster}
+    proc.kill()
+    proc.communicate(timeout=WAIT_S)
+    assert wait_gone(cluster) == []
 
 
 def test_an_unreachable_address_is_one_line_exit_1_and_nothing_is_lost(tmp_path, tiny_dir):
