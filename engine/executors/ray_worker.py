@@ -23,8 +23,8 @@ import ray
 from engine.runner import ready, run_batch
 from engine.spec import Experiment, Spec
 
-# What a worker gathers into one streamed object: a Ray object per step costs the driver's core more than the step
-# costs the worker's (2-core machine: 1.25x with 2 workers), and the faces redraw 4 times a second anyway.
+# What a worker gathers into one streamed object: fewer, larger objects leave the driver (which shares the cores)
+# less to do, and the faces redraw 4 times a second anyway.
 STREAM_EVERY_S = 0.1
 STREAM_BATCH = 1024
 
