@@ -46,6 +46,7 @@ from embopt_tui.widgets.queue import QueuePanel
 from embopt_tui.widgets.results import ResultsTable, best_of
 from embopt_tui.widgets.screens import ConfirmQuit, HelpScreen
 from embopt_tui.widgets.trace import LiveView
+from embopt_tui.widgets.workers import WorkersLine
 
 STABLE_ENV = "EMBOPT_TUI_STABLE"  # "1": no timings or paths on screen (snapshot tests)
 EXIT_WHEN_DONE_ENV = "EMBOPT_TUI_EXIT_WHEN_DONE"  # "1": close when the queue ends (benchmarks, scripts)
@@ -110,6 +111,7 @@ class EmboptApp(App[int]):
         self._following = True
         self._config_mtime = self._mtime()
         self.status_bar = Static(id="status")
+        self.workers_line = WorkersLine(id="workers")
         self.queue = QueuePanel(id="queue")
         self.tabs = TabbedContent(id="tabs", initial="live")
         self.trace = LiveView(id="trace", stable=stable)
@@ -121,6 +123,7 @@ class EmboptApp(App[int]):
     # --- layout -----------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield self.status_bar
+        yield self.workers_line
         with Horizontal(id="main"):
             yield self.queue
             with self.tabs:
@@ -249,6 +252,7 @@ class EmboptApp(App[int]):
         if status != self._last_status:
             self._last_status = status
             self.status_bar.update(status, layout=False)
+        self.workers_line.show(state.cluster)
         self.queue.show(state, best)
         view = state.experiments.get(self._shown_name() or "")
         self.trace.show(view, state.paused)
@@ -283,6 +287,8 @@ class EmboptApp(App[int]):
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(" embopt-tui ", style="bold reverse")
         out.append(f" {state.backend or '?'} · {state.device or '?'} ")
+        if state.cluster.size:
+            out.append(f"· {state.cluster.size} worker{'s' * (state.cluster.size != 1)} ", style="bold")
         if state.load_error:
             out.append(f" ✗ model load failed: {state.load_error}", style="bold red")
         elif self.engine_error:

@@ -59,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue an interrupted or killed run in its own directory"
     )
+    parser.add_argument(
+        "--executor",
+        choices=("inline", "ray"),
+        help="where batches run: inline (this process) or ray (a Ray cluster); overrides [executor] kind",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help='the Ray cluster to join: "auto" or HOST:PORT (default: a private local one); implies --executor ray',
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -142,6 +152,8 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         parser.error("--resume takes the config from the run directory; drop CONFIG")
     if args.resume and args.check:
         parser.error("--check validates a CONFIG; it does not combine with --resume")
+    if args.address is not None and args.executor == "inline":
+        parser.error("--address names a Ray cluster; it does not combine with --executor inline")
     from engine.session import threads_from_env
 
     try:
@@ -152,9 +164,10 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     config = Path(args.config or DEFAULT_CONFIG)
     if args.check:
         return check(config)
+    executor = (args.executor, args.address)
     if args.no_ui:
-        return headless(config, args.runs_dir, args.resume)
-    return dashboard(config, args.runs_dir, args.resume)
+        return headless(config, args.runs_dir, args.resume, executor)
+    return dashboard(config, args.runs_dir, args.resume, executor)
 
 
 def check(config: Path) -> int:
@@ -188,17 +201,18 @@ def _prepare(config: Path, runs_dir: str, resume: str | None):
     return None
 
 
-def headless(config: Path, runs_dir: str, resume: str | None) -> int:
+def headless(config: Path, runs_dir: str, resume: str | None, executor: tuple = (None, None)) -> int:
     session = _prepare(config, runs_dir, resume)
     if session is None:
         return ExitCode.USAGE
+    session.use_executor(*executor)
     from embopt_tui.headless import run_headless
 
     status = run_headless(session)
     return STATUS_EXIT.get(status, ExitCode.FAILED)
 
 
-def dashboard(config: Path, runs_dir: str, resume: str | None) -> int:
+def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple = (None, None)) -> int:
     from engine.spec import SpecError, load_spec
     from engine.store import StoreError
 
@@ -227,6 +241,7 @@ def dashboard(config: Path, runs_dir: str, resume: str | None) -> int:
         return ExitCode.USAGE
     if issubclass(HangupDriver, app.driver_class):  # Linux: end of input on stdin is a hangup
         app.driver_class = HangupDriver
+    app.session.use_executor(*executor)
     app.run()
     code = app.return_code
     return ExitCode.OK if code is None else int(code)

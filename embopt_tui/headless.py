@@ -22,6 +22,7 @@ from typing import Any, Callable, TextIO
 from engine import events as ev
 from engine import report
 from engine.session import Session
+from embopt_tui.cluster import WORKER_EVENTS, worker_line
 
 from embopt_tui.widgets.format import STATUS_GLYPHS, STATUS_STYLES  # the dashboard's marks, without Textual
 
@@ -173,6 +174,8 @@ class PlainView:
             self.say(finished_line(event))
         elif isinstance(event, ev.ConfigRejected):
             self.say(f"config change ignored: {event.error}")
+        elif isinstance(event, WORKER_EVENTS):
+            self.say(worker_line(event))
         elif isinstance(event, ev.RunFinished):
             self.say(f"run {event.status}: {event.run_dir}")
 
@@ -258,6 +261,10 @@ class RichView:
             self.say(finished_line(event))
         elif isinstance(event, ev.ConfigRejected):
             self.say(f"[yellow]config change ignored:[/] {event.error}")
+        elif isinstance(event, WORKER_EVENTS):
+            from rich.markup import escape  # an error line may hold [brackets]
+
+            self.say(escape(worker_line(event)))
 
     def close(self) -> None:
         self.progress.stop()

@@ -14,6 +14,7 @@ from typing import Any
 from engine import events as ev
 from engine.results import Row, best_names, result_row
 from engine.spec import Experiment, Spec
+from embopt_tui.cluster import WORKER_EVENTS, Cluster
 
 Z_HISTORY = 6  # distinct decodes of z kept for the "how z changed" list
 
@@ -95,6 +96,7 @@ class RunState:
     best: frozenset[str] = frozenset()  # the best experiment of each story, once the run has ended
     experiments: dict[str, ExperimentView] = field(default_factory=dict)
     spec: Spec | None = None
+    cluster: Cluster = field(default_factory=Cluster)  # the Ray workers (ray executor only)
 
     @classmethod
     def from_spec(cls, config_path: str, spec: Spec | None) -> RunState:
@@ -191,6 +193,8 @@ class RunState:
             self.run_dir = event.run_dir
         elif isinstance(event, ev.Paused):
             self.paused = event.paused
+        elif isinstance(event, WORKER_EVENTS):
+            self.cluster.apply(event)
 
     def _get(self, name: str) -> ExperimentView:
         x = self.experiments.get(name)

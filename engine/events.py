@@ -169,6 +169,44 @@ class Paused(Event):
     paused: bool
 
 
+@dataclass(frozen=True)
+class WorkerStarted(Event):
+    """A worker of a Ray cluster loaded the models and takes batches (``workers``: how many are up now)."""
+
+    kind: ClassVar[str] = "worker_started"
+    worker: str  # "w1", "w2", ...; a replacement gets a new name
+    host: str
+    pid: int
+    gpus: tuple[str, ...]  # the GPU ids Ray gave it (CUDA_VISIBLE_DEVICES); empty on CPU
+    device: str
+    workers: int
+
+
+@dataclass(frozen=True)
+class WorkerDied(Event):
+    """A worker died; ``retry``: its batch runs again from its start (attempt ``attempt`` of ``max_attempts``)."""
+
+    kind: ClassVar[str] = "worker_died"
+    worker: str
+    error: str
+    batch: tuple[str, ...]  # the experiments it was running (finished ones excluded)
+    retry: bool
+    attempt: int
+    max_attempts: int
+    workers: int
+
+
+@dataclass(frozen=True)
+class BatchAssigned(Event):
+    """The driver handed a batch to a worker (attempt 1, or a retry after a worker died)."""
+
+    kind: ClassVar[str] = "batch_assigned"
+    worker: str
+    batch: tuple[str, ...]
+    gpus: tuple[str, ...] = ()
+    attempt: int = 1
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -186,6 +224,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ExperimentFinished,
         RunFinished,
         Paused,
+        WorkerStarted,
+        WorkerDied,
+        BatchAssigned,
     )
 }
 

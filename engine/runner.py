@@ -186,6 +186,49 @@ class _Queue:
                 self.finish(result_row(experiment, self.spec.story_of(experiment), ev.SKIPPED), emit)
 
 
+class Controls:
+    """Pause, live reload, stop and skip as the queue sees them: what every executor asks between steps."""
+
+    def __init__(self, queue: _Queue, emit: Callable[[ev.Event], None], should_stop: Callable[[], bool], control: Any):
+        self.queue, self.emit, self.should_stop, self.control = queue, emit, should_stop, control
+
+    def stop_requested(self) -> bool:
+        return self.should_stop() or (self.control is not None and self.control.should_stop())
+
+    def reload(self) -> None:
+        new_spec = self.control.take_spec() if self.control is not None else None
+        if new_spec is not None:
+            self.queue.reload(new_spec)
+            self.emit(ev.ConfigApplied(new_spec.text))  # the run directory keeps it: --resume continues this queue
+            self.emit(self.queue.event())
+
+    def take_skip(self, running: frozenset[str]) -> frozenset[str] | None:
+        """Skip requests: pending ones end as skipped here; returns the running names to skip, if any."""
+        skip = self.control.take_skip() if self.control is not None else set()
+        if not skip:
+            return None
+        self.queue.skip_pending(skip, self.emit)
+        return running if None in skip else frozenset(running & skip)
+
+    def between_steps(self, running: frozenset[str]) -> str | frozenset[str] | None:
+        """The engine's only contact with its controller; blocks while paused.
+
+        Returns "stop", the names of running experiments to skip, or None.
+        """
+        control = self.control
+        if control is not None:
+            self.reload()
+            if control.paused and not self.stop_requested():
+                self.emit(ev.Paused(True))
+                while not control.wait_while_paused(0.1) and not self.stop_requested():
+                    self.reload()  # edits made while paused show in the queue at once
+                self.emit(ev.Paused(False))
+                self.reload()
+        if self.stop_requested():
+            return "stop"
+        return self.take_skip(running)
+
+
 def run_queue(
     spec: Spec,
     emit: Callable[[ev.Event], None],
@@ -194,107 +237,27 @@ def run_queue(
     control: Any = None,
     completed: Mapping[str, dict[str, Any]] | None = None,
     models: Models | None = None,
+    log_dir: Path | None = None,
 ) -> RunResult:
-    """Run every pending experiment of ``spec``; see the module docstring and DESIGN.md."""
+    """Run every pending experiment of ``spec`` on its executor; see the module docstring and DESIGN.md.
+
+    ``log_dir`` is where the ray executor writes its cluster's log (the run directory).
+    """
     queue = _Queue(spec, completed or {})
     emit(queue.event())
-    stopped = False
-    injected: dict[Backend, Models] = {spec.backend: models} if models is not None else {}
-    loaded: dict[Backend, Models] = {}
-    banks: dict[tuple[str, Backend], Any] = {}
-
-    def stop_requested() -> bool:
-        return should_stop() or (control is not None and control.should_stop())
-
-    def reload() -> None:
-        new_spec = control.take_spec()
-        if new_spec is not None:
-            queue.reload(new_spec)
-            emit(ev.ConfigApplied(new_spec.text))  # the run directory keeps it: --resume continues this queue
-            emit(queue.event())
-
-    def between_steps(running: frozenset[str]) -> str | frozenset[str] | None:
-        """Pause, live reload, stop and skip: the engine's only contact with its controller.
-
-        Returns "stop", the names of running experiments to skip, or None.
-        """
-        if control is not None:
-            reload()
-            if control.paused and not stop_requested():
-                emit(ev.Paused(True))
-                while not control.wait_while_paused(0.1) and not stop_requested():
-                    reload()  # edits made while paused show in the queue at once
-                emit(ev.Paused(False))
-                reload()
-        if stop_requested():
-            return "stop"
-        skip = control.take_skip() if control is not None else set()
-        if not skip:
-            return None
-        queue.skip_pending(skip, emit)
-        return running if None in skip else frozenset(running & skip)
-
-    while True:
-        command = between_steps(frozenset())
-        batch = queue.next_batch()
-        if not batch:
-            break
-        if command == "stop":
-            stopped = True
-            break
-        backend = queue.spec.backend
-        story = queue.spec.story_of(batch[0])
-        try:
-            current = loaded.get(backend) or _ready(backend, injected.get(backend), queue.spec, emit)
-        except Exception as err:  # the backend cannot load: nothing pending can run
-            error = f"{type(err).__name__}: {err}".splitlines()[0]
-            emit(ev.BackendFailed(error))
-            _fail_pending(queue, error, emit)
-            break
-        loaded[backend] = current
-        if stop_requested():
-            stopped = True
-            break
-
-        for experiment in batch:
-            queue.status[experiment.name] = ev.RUNNING
-        emit(queue.event())
-        outcome: list[str] = []
-
-        def on_finished(result: dict[str, Any]) -> None:
-            queue.finish(result, emit)
-
-        def poll() -> str | frozenset[str] | None:
-            running = frozenset(n for n in queue.names if queue.status[n] == ev.RUNNING)
-            command = between_steps(running)
-            if command == "stop":
-                outcome.append(command)
-            return command
-
-        from engine.optimize import optimize_batch
+    controls = Controls(queue, emit, should_stop, control)
+    if spec.executor.kind == "ray":
+        from engine.executors.ray import ClusterError, run_on_ray  # ray loads only for this executor
 
         try:
-            bank = _bank(batch[0].bank, queue.spec, current, emit, banks)
-        except Exception as err:  # an unreadable bank fails its batch; the queue goes on
-            error = f"{type(err).__name__}: {err}".splitlines()[0]
-            for experiment in batch:
-                queue.finish(dict(result_row(experiment, story, ev.FAILED), error=error), emit)
-            continue
-        optimize_batch(
-            batch,
-            story,
-            current.space,
-            current.predictor,
-            emit=emit,
-            on_finished=on_finished,
-            poll=poll,
-            corpus_norms=current.corpus_norms,
-            bank=bank,
-        )
-        if "stop" in outcome:
-            stopped = True
-            break
+            stopped = run_on_ray(queue, controls, spec.executor, log_dir=log_dir)
+        except ClusterError as err:  # nothing ran: pending experiments stay pending for --resume
+            emit(ev.BackendFailed(str(err)))
+            return RunResult(ev.FAILED, queue.rows(), queue.best())
+    else:
+        from engine.executors.inline import run_inline
 
+        stopped = run_inline(queue, controls, models)
     rows = queue.rows()
     if stopped:
         status = ev.INTERRUPTED
@@ -305,7 +268,41 @@ def run_queue(
     return RunResult(status, rows, queue.best())
 
 
-def _ready(backend: Backend, models: Models | None, spec: Spec, emit: Callable[[ev.Event], None]) -> Models:
+def run_batch(
+    batch: list[Experiment],
+    spec: Spec,
+    models: Models,
+    banks: dict,
+    *,
+    emit: Callable[[ev.Event], None],
+    on_finished: Callable[[dict[str, Any]], None],
+    poll: Callable[[], str | frozenset[str] | None],
+) -> None:
+    """One batch with its bank, by :func:`engine.optimize.optimize_batch`: every executor runs batches so."""
+    from engine.optimize import optimize_batch
+
+    story = spec.story_of(batch[0])
+    try:
+        bank = _bank(batch[0].bank, spec, models, emit, banks)
+    except Exception as err:  # an unreadable bank fails its batch; the queue goes on
+        error = f"{type(err).__name__}: {err}".splitlines()[0]
+        for experiment in batch:
+            on_finished(dict(result_row(experiment, story, ev.FAILED), error=error))
+        return
+    optimize_batch(
+        batch,
+        story,
+        models.space,
+        models.predictor,
+        emit=emit,
+        on_finished=on_finished,
+        poll=poll,
+        corpus_norms=models.corpus_norms,
+        bank=bank,
+    )
+
+
+def ready(backend: Backend, models: Models | None, spec: Spec, emit: Callable[[ev.Event], None]) -> Models:
     """Load the backend (or take the injected one) and announce it."""
     import torch
 
@@ -356,7 +353,7 @@ def _bank(value: str | None, spec: Spec, models: Models, emit: Callable[[ev.Even
     return banks[key]
 
 
-def _fail_pending(queue: _Queue, error: str, emit: Callable[[ev.Event], None]) -> None:
+def fail_pending(queue: _Queue, error: str, emit: Callable[[ev.Event], None]) -> None:
     for name in queue.names:
         if queue.status[name] == ev.PENDING:
             experiment = queue.experiments[name]

@@ -116,6 +116,16 @@ class Session:
             session.subscribe(on_event)
         return session
 
+    def use_executor(self, kind: str | None = None, address: str | None = None) -> None:
+        """The command line's --executor / --address over the config's [executor] (for this run only)."""
+        executor = self.spec.executor
+        if address is not None:
+            executor = dataclasses.replace(executor, address=address.strip(), kind=kind or "ray")
+        if kind is not None:
+            executor = dataclasses.replace(executor, kind=kind)
+        self.spec = dataclasses.replace(self.spec, executor=executor)
+        self.store.spec = self.spec
+
     def subscribe(self, consumer: Consumer) -> None:
         self._consumers.append(consumer)
 
@@ -148,6 +158,7 @@ class Session:
                 control=self.control,
                 completed=completed or None,
                 models=self.models,
+                log_dir=self.run_dir,
             )
         except BaseException as err:
             self.store.error = f"{type(err).__name__}: {err}"

@@ -49,6 +49,7 @@ NORMS = ("reference", "none")  # or a positive number
 # Upper bounds: past these a typo (an extra zero, a pasted id) would run for days or fill memory.
 MAXIMA = {"steps": 1_000_000, "decode_every": 1_000_000, "beam_size": 64, "seed": 2**63 - 1}
 BOM = "\ufeff"  # editors on Windows start UTF-8 files with it; TOML itself does not allow it
+EXECUTORS = ("inline", "ray")
 
 # (encoder, decoder, tokenizer) card names used when [backend] leaves them out.
 DEFAULT_CARDS = {
@@ -60,7 +61,8 @@ DEFAULT_CARDS = {
 # that module imports torch, which `--check` should not pay for; a unit test
 # keeps the two in agreement.
 
-TOP_KEYS = ("backend", "defaults", "stories", "experiments")
+TOP_KEYS = ("backend", "defaults", "stories", "experiments", "executor")
+EXECUTOR_KEYS = ("kind", "address", "workers", "gpus_per_worker", "max_attempts")
 BACKEND_KEYS = ("kind", "encoder", "decoder", "tokenizer", "predictor", "device", "dtype")
 STORY_KEYS = ("sentences", "optimize", "targets", "context")
 # Per-experiment settings; all of them may also be given in [defaults].
@@ -80,7 +82,7 @@ _ALIASES = {
     "predictor_path": "predictor", "model": "predictor", "experiment": "experiments", "story": "stories",
     "default": "defaults", "precision": "dtype", "backend_kind": "kind", "type": "kind",
     "algorithm": "method", "search": "method", "sentences_file": "bank", "corpus": "bank", "k": "top_k",
-    "snap": "snap_every", "batch_size": "search_width", "width": "search_width", "project_nearest": "nearest",
+    "snap": "snap_every", "num_workers": "workers", "num_gpus": "gpus_per_worker", "retries": "max_attempts", "batch_size": "search_width", "width": "search_width", "project_nearest": "nearest",
 }  # fmt: skip
 
 
@@ -106,6 +108,17 @@ class Backend:
     predictor: str | None = None
     device: str = "auto"
     dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where batches run: in the engine thread ("inline") or on a Ray cluster ("ray", engine/executors/ray.py)."""
+
+    kind: str = "inline"  # "inline" | "ray"
+    address: str = ""  # ray: "" = a private local cluster; "auto" or "host:port" = join an existing one
+    workers: int = 0  # ray: 0 = one per GPU (one per CPU core on a machine without GPUs)
+    gpus_per_worker: float = 1.0  # ray: GPUs each worker holds where the cluster has GPUs (0.5 packs two per GPU)
+    max_attempts: int = 3  # ray: runs of a batch whose worker died, before its experiments fail
 
 
 @dataclass(frozen=True)
@@ -159,6 +172,7 @@ class Spec:
     stories: Mapping[str, Story]
     experiments: tuple[Experiment, ...]
     text: str = field(default="", repr=False, compare=False)  # the TOML exactly as validated
+    executor: Executor = Executor()
 
     def story_of(self, experiment: Experiment) -> Story:
         return self.stories[experiment.story]
@@ -400,7 +414,22 @@ class _Parser:
         self.known_keys(defaults, at, DEFAULTABLE_KEYS)
         settings = {key: self.setting(key, value, at.key(key)) for key, value in defaults.items()}
         experiments = self.experiments(data.get("experiments"), settings)
-        return Spec(self.path, backend, self.stories, experiments, self.text)
+        at = root.key("executor")
+        executor = self.executor(self.table(data.get("executor"), at, "[executor]"), at)
+        return Spec(self.path, backend, self.stories, experiments, self.text, executor)
+
+    def executor(self, raw: dict[str, Any], at: _At) -> Executor:
+        self.known_keys(raw, at, EXECUTOR_KEYS)
+        address = raw.get("address", "")
+        if not isinstance(address, str):
+            raise self.fail(at.key("address"), f'must be a string ("", "auto" or "host:port"), got {_describe(address)}')
+        return Executor(
+            kind=self.choice(raw.get("kind", "inline"), at.key("kind"), EXECUTORS),
+            address=address.strip(),
+            workers=self.integer(raw.get("workers", 0), at.key("workers"), minimum=0),
+            gpus_per_worker=self.number(raw.get("gpus_per_worker", 1.0), at.key("gpus_per_worker"), minimum=0, strict=True),
+            max_attempts=self.integer(raw.get("max_attempts", 3), at.key("max_attempts"), minimum=1),
+        )
 
     def backend(self, raw: dict[str, Any], at: _At) -> Backend:
         self.known_keys(raw, at, BACKEND_KEYS)

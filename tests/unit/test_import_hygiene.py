@@ -1,7 +1,8 @@
 """The boundaries, tested rather than hoped for: each module imported alone in a fresh interpreter.
 
 - no engine module imports textual, rich or embopt_tui (the engine has no face);
-- the modules the CLI needs at start-up (``--help``, ``--check``, ``report``) do not import torch.
+- the modules the CLI needs at start-up (``--help``, ``--check``, ``report``) do not import torch;
+- ray loads only for the ray executor: not at start-up, not for an inline run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = ("textual", "rich", "embopt_tui")
-HEAVY = ("torch", "fairseq2", "sonar")
+HEAVY = ("torch", "fairseq2", "sonar", "ray")
 # What `embopt-tui --check` / `report` / starting a run load before the engine thread starts.
 LIGHT = (
     "embopt_tui.cli", "engine.spec", "engine.events", "engine.control",
@@ -67,3 +68,30 @@ def test_engine_never_imports_a_face() -> None:
 
 def test_cli_start_up_modules_leave_torch_unimported() -> None:
     assert offenders(list(LIGHT), HEAVY) == {}
+
+
+INLINE_RUN = """
+import sys
+from pathlib import Path
+from engine.mini.corpus import LILY_STORY
+from engine.runner import run_queue
+from engine.spec import Backend, Experiment, Spec, Story
+
+backend = Backend(encoder="tiny_encoder", decoder="tiny_decoder", tokenizer="tiny_encoder",
+                  predictor=sys.argv[1], device="cpu")
+spec = Spec(Path("experiments.toml"), backend, {"lily": Story("lily", LILY_STORY)}, (Experiment("a", "Hi.", steps=1),))
+assert run_queue(spec, lambda event: None, lambda: False).status == "done"
+print("ray" in sys.modules, "engine.executors.ray" in sys.modules)
+"""
+
+
+def test_an_inline_run_never_imports_ray(tiny_dir) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", INLINE_RUN, str(tiny_dir / "predictor")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]

@@ -75,7 +75,7 @@ MALFORMED = [
     ("key_twice", _add('init = "y"\n'), "q.toml:13: invalid TOML: Cannot overwrite a value (column 11)"),
     # unknown keys, at every level, with the closest suggestion
     ("unknown_top", "verbose = true\n" + BASE,
-     "q.toml:1: unknown key 'verbose' (allowed: backend, defaults, stories, experiments)"),
+     "q.toml:1: unknown key 'verbose' (allowed: backend, defaults, stories, experiments, executor)"),
     ("unknown_exp_key", _add("lerning_rate = 0.1\n"), f"{EXP}: unknown key 'lerning_rate' (did you mean 'lr'?)"),
     ("unknown_second_exp_key", _add('\n[[experiments]]\nname = "b"\ninit = "y"\nstep = 10\n'),
      "q.toml:17: experiments[1] (b): unknown key 'step' (did you mean 'steps'?)"),

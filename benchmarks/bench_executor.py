@@ -1,0 +1,119 @@
+"""Inline vs the ray executor on one queue: 4 stories x the shipped 7 experiments, wall time end to end.
+
+Each side is the real command (``embopt-tui --no-ui``) in a fresh process, so
+the times include interpreter start, model loading and, for ray, starting the
+private cluster and its workers. Inline runs with 1 torch thread; ray with 2
+workers of 1 thread each (on a machine with GPUs: one worker per GPU, and the
+inline side on one GPU). The four stories are the shipped story with z at
+sentences 0..3, so the queue makes four batches of seven, like the shipped one.
+Steps: 600 (1200 for the shipped "longer" ones) by default, so that a private
+cluster's start (~5-8 s here) and each worker's model loading weigh as they
+do in a real study rather than swamping a 15-second queue.
+
+    python benchmarks/bench_executor.py [--workers N] [--steps N] [--tiny]
+
+``--tiny`` uses the random-init tiny cards (where the embedded default is not
+installed); the last line is ``speedup: X.XX``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STORIES = 4
+
+
+def gpu_count() -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.cuda.device_count())"], capture_output=True, text=True
+    )
+    return int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+
+
+def backend_toml(tiny_dir: Path | None, gpus: int) -> str:
+    device = "cuda" if gpus else "cpu"
+    if tiny_dir is None:
+        return f'[backend]\nkind = "mini"\ndevice = "{device}"\n'
+    return (
+        f'[backend]\nkind = "mini"\ndevice = "{device}"\nencoder = "tiny_encoder"\ndecoder = "tiny_decoder"\n'
+        f'tokenizer = "tiny_encoder"\npredictor = {json.dumps(str(tiny_dir / "predictor"))}\n'
+    )
+
+
+def queue_toml(backend: str, executor: str, steps: int | None) -> str:
+    shipped = tomllib.loads((REPO / "experiments.toml").read_text(encoding="utf-8"))
+    sentences = shipped["stories"]["lily"]["sentences"]
+    defaults = {k: v for k, v in shipped.get("defaults", {}).items() if k != "story"}
+    parts = [backend, executor, "[defaults]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in defaults.items())]
+    for i in range(STORIES):
+        parts.append(f"[stories.s{i}]\nsentences = {json.dumps(sentences)}\noptimize = {i}\ntargets = [{i + 1}]\n")
+    for i in range(STORIES):
+        for experiment in shipped["experiments"]:
+            row = {**experiment, "name": f"s{i}_{experiment['name']}", "story": f"s{i}"}
+            if steps is not None:
+                row["steps"] = steps * (2 if experiment.get("steps", 100) > 100 else 1)
+            parts.append("[[experiments]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in row.items()))
+    return "\n".join(parts)
+
+
+def timed_run(config: Path, runs: Path, env: dict[str, str]) -> tuple[float, dict]:
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "embopt_tui", "--no-ui", "--runs-dir", str(runs), str(config)],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"{config.name}: exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    (run,) = sorted(p for p in runs.iterdir() if p.is_dir())
+    return seconds, json.loads((run / "results.json").read_text(encoding="utf-8"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2, help="ray workers on a CPU-only machine (default 2)")
+    parser.add_argument("--steps", type=int, default=600, help="steps per experiment, twice for the longer ones (600)")
+    parser.add_argument("--tiny", action="store_true", help="random-init tiny cards instead of the embedded default")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-executor-"))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EMBOPT_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    tiny_dir = None
+    if args.tiny:
+        tiny_dir = work / "tiny"
+        subprocess.run([sys.executable, "-m", "engine.tiny", str(tiny_dir)], cwd=REPO, check=True, capture_output=True)
+        env["FAIRSEQ2_USER_ASSET_DIR"] = str(tiny_dir)
+    gpus = gpu_count()
+    backend = backend_toml(tiny_dir, gpus)
+    ray_executor = (
+        '[executor]\nkind = "ray"\nworkers = 0\ngpus_per_worker = 1\n'  # one per GPU
+        if gpus
+        else f'[executor]\nkind = "ray"\nworkers = {args.workers}\n'
+    )
+    sides = {}
+    for name, executor in (("inline", '[executor]\nkind = "inline"\n'), ("ray", ray_executor)):
+        config = work / f"{name}.toml"
+        config.write_text(queue_toml(backend, executor, args.steps), encoding="utf-8")
+        sides[name] = timed_run(config, work / f"runs-{name}", env)
+        print(f"{name:>6}: {sides[name][0]:6.1f} s wall, {STORIES * 7} experiments, status {sides[name][1]['status']}")
+
+    inline_rows = {r["name"]: r for r in sides["inline"][1]["experiments"]}
+    worst = max(
+        abs(r["final_sim"] - inline_rows[r["name"]]["final_sim"]) for r in sides["ray"][1]["experiments"]
+    )
+    workers = f"{gpus} GPU workers" if gpus else f"{args.workers} workers x 1 thread"
+    print(f"ray: {workers}; largest final_sim difference from inline: {worst:.2e}")
+    print(f"speedup: {sides['inline'][0] / sides['ray'][0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

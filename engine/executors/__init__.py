@@ -1,0 +1,1 @@
+"""Where batches run: inline (the engine thread) or ray (workers of a Ray cluster)."""
