@@ -81,6 +81,10 @@ def build_report_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument(
+        "--plot", action="store_true",
+        help="instead: the honest score against scorings spent of the discrete methods, one plot per story and objective",
+    )  # fmt: skip
     return parser
 
 
@@ -132,11 +136,29 @@ def report_command(argv: list[str]) -> int:
         return ExitCode.USAGE
     width = shutil.get_terminal_size().columns if args.format == "table" and sys.stdout.isatty() else None
     try:
-        sys.stdout.write(render(runs, args.format, width))
+        sys.stdout.write(plots(runs) if args.plot else render(runs, args.format, width))
         sys.stdout.flush()
     except BrokenPipeError:  # `report ... | head`
         _silence_stdout()
     return ExitCode.OK
+
+
+def plots(runs: list) -> str:
+    """One scorings plot per (story, objective) of the runs' rows that have a search trace."""
+    from embopt_tui.plots import scorings_plot
+
+    groups: dict[tuple[str, str], list] = {}
+    for run in runs:
+        for row in run.experiments:
+            if row.get("search_trace"):
+                groups.setdefault((str(row.get("story")), str(row.get("objective"))), []).append(row)
+    if not groups:
+        return "no experiment of these runs has a search trace (the discrete methods: bank_search, bank_swap, token_swap)\n"
+    width = min(120, shutil.get_terminal_size().columns)
+    return "\n".join(
+        scorings_plot(rows, width=width, height=20, title=f"{story}, {objective}: honest score per scorings (log x)") + "\n"
+        for (story, objective), rows in groups.items()
+    )
 
 
 def _silence_stdout() -> None:

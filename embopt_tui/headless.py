@@ -66,6 +66,11 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
         restore()
 
 
+def _bank_ready(event: ev.BankLoading, say: Callable[[str], None]) -> None:
+    how = "read from the cache" if event.cached else "encoded and cached"
+    say(f"bank {event.bank}: {event.total:,} sentences, {how}")
+
+
 def install_stop_signals(
     session: Session, say: Callable[[str], None], abort: Callable[[], None] = lambda: None
 ) -> Callable[[], None]:
@@ -158,6 +163,11 @@ class PlainView:
             self._throttled(f"loading models{stage} ({event.fraction:.0%})")
         elif isinstance(event, ev.BackendReady):
             self.say(f"backend {event.backend} on {event.device} (dim {event.dim}) ready in {event.seconds:.1f}s")
+        elif isinstance(event, ev.BankLoading):
+            if event.done < event.total:
+                self._throttled(f"encoding bank {event.bank}: {event.done:,}/{event.total:,} sentences")
+            else:
+                _bank_ready(event, self.say)
         elif isinstance(event, ev.BackendFailed):
             self.say(f"backend failed: {event.error}")
         elif isinstance(event, ev.ExperimentStarted):
@@ -219,6 +229,7 @@ class RichView:
         )
         self._tasks: dict[str, Any] = {}
         self._loading: Any = None
+        self._bank: Any = None
         self.progress.start()
 
     def say(self, text: str) -> None:
@@ -234,6 +245,16 @@ class RichView:
         if isinstance(event, ev.RunStarted):
             what = "resuming" if event.resumed else "run"
             self.say(f"{what} {event.run_dir} ({len(event.experiments)} experiments)")
+        elif isinstance(event, ev.BankLoading):
+            if event.done < event.total:
+                if self._bank is None:
+                    self._bank = p.add_task(f"encoding bank {event.bank}", total=event.total, sim="-", rate="-", eta="-")
+                p.update(self._bank, completed=event.done)
+            else:
+                if self._bank is not None:
+                    p.remove_task(self._bank)
+                    self._bank = None
+                _bank_ready(event, self.say)
         elif isinstance(event, ev.BackendLoading):
             if self._loading is None:
                 self._loading = p.add_task("loading models", total=1.0, sim="-", rate="-", eta="-")

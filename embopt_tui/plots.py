@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
-MARKERS = ("braille", "dot", "hd", "fhd", "sd", "x", "+", "*")
+MARKERS = ("o", "x", "+", "*", "#", "@", "%", "=")  # one character each: the curves stay apart without colour
 
 
 def scorings_plot(rows: Iterable[Mapping[str, Any]], *, width: int = 100, height: int = 24, title: str = "") -> str:
@@ -23,11 +23,13 @@ def scorings_plot(rows: Iterable[Mapping[str, Any]], *, width: int = 100, height
     plt.clear_figure()
     plt.plotsize(width, height)
     plt.theme("clear")
-    for row in traced:
+    for n, row in enumerate(traced):
         trace = row["search_trace"]
-        start = [[1, row["init_sim"]]] if row.get("init_sim") is not None and trace[0][0] > 1 else []  # the init: 1 scoring
+        # a search from the init text starts there (1 scoring); bank search and init = "bank" start after a whole bank
+        from_init = row.get("method") != "bank_search" and row.get("init_text") != "bank"
+        start = [[1, row["init_sim"]]] if from_init and row.get("init_sim") is not None and trace[0][0] > 1 else []
         points = start + [list(p) for p in trace]
-        plt.plot([p[0] for p in points], [p[1] for p in points], label=str(row.get("name")), marker="braille")
+        plt.plot([p[0] for p in points], [p[1] for p in points], label=str(row.get("name")), marker=MARKERS[n % len(MARKERS)])
     for oracle in sorted({round(float(r["oracle_sim"]), 3) for r in traced if r.get("oracle_sim") is not None}):
         plt.hline(oracle)
     plt.xscale("log")
