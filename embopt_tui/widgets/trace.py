@@ -89,8 +89,8 @@ class LiveView(Widget):
         refs = Text.assemble(
             (f"sim {num(x.sim)}", "bold cyan"),
             (f"  text {num(x.text_sim)}", "bold magenta"),  # the honest score beside the continuous one
-            (f"  init {num(x.init_sim)}", "yellow"),
             (f"  oracle {num(x.oracle_sim)}", "green"),
+            (f"  init {num(x.init_sim)}", "yellow"),
             f"  best {num(max(x.sims) if x.sims else None)}",
         )
         return [title, metrics, *self._chart(x, width), refs, Text(self._details(x), style="dim")]
