@@ -81,7 +81,7 @@ def run(batch: Batch) -> None:
     loop_start = time.perf_counter()
     k = 0
     while active:
-        snapping = [i for i in active if snap_every[i] and k > 0 and k % snap_every[i] == 0 and k <= rows[i].steps]
+        snapping = [i for i in active if snap_every[i] and k > 0 and k % snap_every[i] == 0]
         z_texts.clear()
         if snapping:  # z = E(text) now: that text is what z decodes to at this step
             z_texts.update(zip(snapping, _snap(batch, snapping, z, best)))

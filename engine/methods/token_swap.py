@@ -28,6 +28,7 @@ from engine.methods.base import Batch, BestText, settle, show_best, start, stop_
 from engine.methods.options import INIT_FROM_BANK
 from engine.objectives import Weights, cosine_sims, objective_loss
 
+TOP_SHOWN = 10  # sentences reported in a row's top list
 _LANG_TOKEN = re.compile(r"^__\w+__$")
 _allowed: dict[int, Tensor] = {}  # id(space) -> [V] bool: tokens a candidate may use
 
@@ -114,6 +115,7 @@ def run(batch: Batch) -> None:
         k += 1
         texts: list[str] = []
         owners: list[int] = []
+        token_ids: dict[str, tuple[int, ...]] = {}
         for i in active:
             options = experiments[i].options
             ids = torch.tensor(searches[i].buffer[0][1], device=device)
@@ -127,7 +129,7 @@ def run(batch: Batch) -> None:
                     tokens=problem.tokens,
                 )  # fmt: skip
             grad = torch.autograd.grad(loss.sum(), onehot)[0][0, 1:-1]
-            fresh: dict[str, None] = {}
+            fresh: dict[str, tuple[int, ...]] = {}  # text -> its ids (it tokenises back to them)
             for new in candidates(ids, grad, allowed, width=options.search_width, n_replace=options.n_replace,
                                   topk=options.topk, generator=searches[i].generator):  # fmt: skip
                 text = space.text_of(new)
@@ -135,11 +137,12 @@ def run(batch: Batch) -> None:
                     continue
                 if not torch.equal(space.source_ids(text)[1:-1].cpu(), new):  # does not survive decode -> retokenise
                     continue
-                fresh[text] = None
+                fresh[text] = tuple(new.tolist())
             if not fresh:  # every edit of the best sentence is scored: search from the next one in the buffer
                 searches[i].buffer.pop(0)
             texts += list(fresh)
             owners += [i] * len(fresh)
+            token_ids.update(fresh)
         if texts:
             vectors = scorer.encode(texts)
             weights = Weights.of([experiments[i].objective for i in owners], device)
@@ -152,8 +155,7 @@ def run(batch: Batch) -> None:
             means = sims.mean(dim=1).tolist()
             for text, i, loss_value, sim in zip(texts, owners, losses, means):
                 searches[i].scores[text] = (loss_value, sim)
-                ids = tuple(space.source_ids(text)[1:-1].tolist())
-                searches[i].buffer.append((loss_value, ids))
+                searches[i].buffer.append((loss_value, token_ids[text]))
         rate = batch.rate(k, loop_start)
         ending = []
         for i in active:
@@ -198,17 +200,18 @@ def _show(batch: Batch, i: int, search: Search, k: int) -> list[bool]:
 def _end(batch: Batch, which: list[int], searches: list[Search], status: str) -> None:
     if not which:
         return
-    best = []
-    for i in which:
+    best, vectors = [], []
+    for i in which:  # the best text rescored from scratch: the honest score
         tracker = BestText()
         text = searches[i].best_text()
-        tracker.add(text, float(batch.scorer.score(batch.scorer.encode([text]))[0][0]))
+        vectors.append(batch.scorer.encode([text])[0])
+        tracker.add(text, float(batch.scorer.score(vectors[-1].unsqueeze(0))[0][0]))
         best.append(tracker)
     settle(batch, which, best)
-    for i, tracker in zip(which, best):
+    for i, tracker, vector in zip(which, best, vectors):
         row = batch.rows[i]
         row.scored = len(searches[i].scores) + row.bank_scored
         row.roundtrip_sim = tracker.sim
-        top = sorted(searches[i].scores.items(), key=lambda kv: kv[1][0])[:10]
+        top = sorted(searches[i].scores.items(), key=lambda kv: kv[1][0])[:TOP_SHOWN]
         row.top = [{"text": t, "sim": s, "loss": l} for t, (l, s) in top]
-        batch.finish(i, status, batch.scorer.encode([tracker.text])[0])
+        batch.finish(i, status, vector)
