@@ -10,6 +10,12 @@ Steps: 600 (1200 for the shipped "longer" ones) by default, so that a private
 cluster's start (~5-8 s here) and each worker's model loading weigh as they
 do in a real study rather than swamping a 15-second queue.
 
+Beside the two, the machine's own ceiling: as many plain inline processes as
+workers, started at once, each on its share of the stories (no executor, no
+cluster). Each side also prints its phases from its run's events: before the
+first batch is handed out (model loading; for ray the cluster's start too),
+the work, and after the last experiment (ray: the cluster's shutdown).
+
     python benchmarks/bench_executor.py [--workers N] [--steps N] [--tiny]
 
 ``--tiny`` uses the random-init tiny cards (where the embedded default is not
@@ -49,14 +55,14 @@ def backend_toml(tiny_dir: Path | None, gpus: int) -> str:
     )
 
 
-def queue_toml(backend: str, executor: str, steps: int | None) -> str:
+def queue_toml(backend: str, executor: str, steps: int | None, stories: range = range(STORIES)) -> str:
     shipped = tomllib.loads((REPO / "experiments.toml").read_text(encoding="utf-8"))
     sentences = shipped["stories"]["lily"]["sentences"]
     defaults = {k: v for k, v in shipped.get("defaults", {}).items() if k != "story"}
     parts = [backend, executor, "[defaults]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in defaults.items())]
-    for i in range(STORIES):
+    for i in stories:
         parts.append(f"[stories.s{i}]\nsentences = {json.dumps(sentences)}\noptimize = {i}\ntargets = [{i + 1}]\n")
-    for i in range(STORIES):
+    for i in stories:
         for experiment in shipped["experiments"]:
             row = {**experiment, "name": f"s{i}_{experiment['name']}", "story": f"s{i}"}
             if steps is not None:
@@ -65,17 +71,60 @@ def queue_toml(backend: str, executor: str, steps: int | None) -> str:
     return "\n".join(parts)
 
 
-def timed_run(config: Path, runs: Path, env: dict[str, str]) -> tuple[float, dict]:
-    start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "embopt_tui", "--no-ui", "--runs-dir", str(runs), str(config)],
-        cwd=REPO, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    if out.returncode != 0:
-        sys.exit(f"{config.name}: exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+def phases(run: Path) -> dict[str, float]:
+    """Seconds of each phase of a run, from the times of its own events (events.jsonl)."""
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    first = {}
+    for e in events:
+        first.setdefault(e["type"], e["time"])
+    last = {e["type"]: e["time"] for e in events}
+    start, work_start = events[0]["time"], first.get("batch_assigned", first["backend_ready"])
+    out = {"before work": work_start - start, "work": last["experiment_finished"] - work_start}
+    out["after work"] = last["run_finished"] - last["experiment_finished"]
+    if "batch_assigned" in first:
+        out["cluster start"] = next(e["time"] for e in events if e.get("stage", "").startswith("loading models on")) - start
+    return out
+
+
+def command(config: Path, runs: Path) -> list[str]:
+    return [sys.executable, "-m", "embopt_tui", "--no-ui", "--runs-dir", str(runs), str(config)]
+
+
+def result_of(runs: Path) -> tuple[dict, dict[str, float]]:
     (run,) = sorted(p for p in runs.iterdir() if p.is_dir())
-    return seconds, json.loads((run / "results.json").read_text(encoding="utf-8"))
+    return json.loads((run / "results.json").read_text(encoding="utf-8")), phases(run)
+
+
+def check(config: Path, returncode: int, stdout: str, stderr: str) -> None:
+    if returncode != 0:
+        sys.exit(f"{config.name}: exit {returncode}\n{stdout[-2000:]}\n{stderr[-2000:]}")
+
+
+def timed_run(config: Path, runs: Path, env: dict[str, str]) -> tuple[float, dict, dict[str, float]]:
+    start = time.perf_counter()
+    out = subprocess.run(command(config, runs), cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    check(config, out.returncode, out.stdout, out.stderr)
+    return seconds, *result_of(runs)
+
+
+def ceiling(work: Path, backend: str, steps: int, processes: int, gpus: int, env: dict[str, str]) -> float:
+    """Wall time of ``processes`` inline runs at once, each on its share of the stories: what the machine allows."""
+    procs = []
+    start = time.perf_counter()
+    for k in range(processes):
+        config = work / f"share{k}.toml"
+        share = range(k, STORIES, processes)
+        config.write_text(queue_toml(backend, '[executor]\nkind = "inline"\n', steps, share), encoding="utf-8")
+        env_k = {**env, "CUDA_VISIBLE_DEVICES": str(k)} if gpus else env
+        procs.append((config, subprocess.Popen(
+            command(config, work / f"runs-share{k}"), cwd=REPO, env=env_k, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )))  # fmt: skip
+    for config, proc in procs:
+        stdout, stderr = proc.communicate()
+        check(config, proc.returncode, stdout, stderr)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -104,7 +153,13 @@ def main() -> None:
         config = work / f"{name}.toml"
         config.write_text(queue_toml(backend, executor, args.steps), encoding="utf-8")
         sides[name] = timed_run(config, work / f"runs-{name}", env)
-        print(f"{name:>6}: {sides[name][0]:6.1f} s wall, {STORIES * 7} experiments, status {sides[name][1]['status']}")
+        seconds, results, spent = sides[name]
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in spent.items())
+        print(f"{name:>6}: {seconds:6.1f} s wall, {STORIES * 7} experiments, status {results['status']} ({parts})")
+
+    processes = gpus or args.workers
+    alone = ceiling(work, backend, args.steps, processes, gpus, env)
+    print(f"  {processes} inline processes at once, each on 1/{processes} of the stories: {alone:6.1f} s wall")
 
     inline_rows = {r["name"]: r for r in sides["inline"][1]["experiments"]}
     worst = max(
@@ -112,6 +167,9 @@ def main() -> None:
     )
     workers = f"{gpus} GPU workers" if gpus else f"{args.workers} workers x 1 thread"
     print(f"ray: {workers}; largest final_sim difference from inline: {worst:.2e}")
+    work = sides["inline"][2]["work"] / sides["ray"][2]["work"]
+    print(f"work phase alone (first batch handed out to last experiment finished): {work:.2f}x")
+    print(f"this machine's ceiling ({processes} independent processes, no executor): {sides['inline'][0] / alone:.2f}x")
     print(f"speedup: {sides['inline'][0] / sides['ray'][0]:.2f}")
 
 

@@ -175,10 +175,11 @@ class PlainView:
                 self.say(f"running {', '.join(event.batch or (event.name,))}")
         elif isinstance(event, ev.Step):
             self._steps[event.name] = event
-            steps = list(self._steps.values())
-            rate = max(s.steps_per_s for s in steps)
-            parts = "; ".join(f"{s.name} {s.step}/{s.total} sim {s.sim:.3f}" for s in steps)
-            self._throttled(f"{rate:.1f} steps/s, ETA {_eta(steps)} | {parts}")
+            if self._due():  # every step of every experiment comes here: build the line only when it is shown
+                steps = list(self._steps.values())
+                rate = max(s.steps_per_s for s in steps)
+                parts = "; ".join(f"{s.name} {s.step}/{s.total} sim {s.sim:.3f}" for s in steps)
+                self.say(f"{rate:.1f} steps/s, ETA {_eta(steps)} | {parts}")
         elif isinstance(event, ev.ExperimentFinished):
             self._steps.pop(event.name, None)
             self.say(finished_line(event))
@@ -189,10 +190,16 @@ class PlainView:
         elif isinstance(event, ev.RunFinished):
             self.say(f"run {event.status}: {event.run_dir}")
 
-    def _throttled(self, text: str) -> None:
+    def _due(self) -> bool:
+        """True (and the clock restarts) when a throttled line may be shown now."""
         now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
+        if now - self._last < self.every:
+            return False
+        self._last = now
+        return True
+
+    def _throttled(self, text: str) -> None:
+        if self._due():
             self.say(text)
 
     def close(self) -> None:
