@@ -16,10 +16,12 @@ cluster). Each side also prints its phases from its run's events: before the
 first batch is handed out (model loading; for ray the cluster's start too),
 the work, and after the last experiment (ray: the cluster's shutdown).
 
-    python benchmarks/bench_executor.py [--workers N] [--steps N] [--tiny]
+    python benchmarks/bench_executor.py [--workers N] [--steps N] [--repeat N] [--tiny]
 
+``--repeat N`` runs the three sides N times, round after round, and prints the
+medians: on a shared host the ceiling itself moves by 0.3x between rounds.
 ``--tiny`` uses the random-init tiny cards (where the embedded default is not
-installed); the last line is ``speedup: X.XX``.
+installed); the last line is ``speedup: X.XX`` (the median with ``--repeat``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,18 +130,34 @@ def ceiling(work: Path, backend: str, steps: int, processes: int, gpus: int, env
     return time.perf_counter() - start
 
 
+def one_round(work: Path, backend: str, ray_executor: str, args: argparse.Namespace, gpus: int, env: dict[str, str]):
+    """Inline, ray and the ceiling once, one after another: (wall seconds of each, results of each, phases of each)."""
+    sides = {}
+    for name, executor in (("inline", '[executor]\nkind = "inline"\n'), ("ray", ray_executor)):
+        config = work / f"{name}.toml"
+        config.write_text(queue_toml(backend, executor, args.steps), encoding="utf-8")
+        sides[name] = timed_run(config, work / f"runs-{name}", env)
+        seconds, results, spent = sides[name]
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in spent.items())
+        print(f"{name:>6}: {seconds:6.1f} s wall, {STORIES * 7} experiments, status {results['status']} ({parts})")
+    processes = gpus or args.workers
+    alone = ceiling(work, backend, args.steps, processes, gpus, env)
+    print(f"  {processes} inline processes at once, each on 1/{processes} of the stories: {alone:6.1f} s wall")
+    return sides, alone
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="ray workers on a CPU-only machine (default 2)")
     parser.add_argument("--steps", type=int, default=600, help="steps per experiment, twice for the longer ones (600)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the three sides; medians printed last (1)")
     parser.add_argument("--tiny", action="store_true", help="random-init tiny cards instead of the embedded default")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-executor-"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "EMBOPT_THREADS": "1", "OMP_NUM_THREADS": "1"}
     tiny_dir = None
     if args.tiny:
-        tiny_dir = work / "tiny"
+        tiny_dir = Path(tempfile.mkdtemp(prefix="bench-executor-tiny-"))
         subprocess.run([sys.executable, "-m", "engine.tiny", str(tiny_dir)], cwd=REPO, check=True, capture_output=True)
         env["FAIRSEQ2_USER_ASSET_DIR"] = str(tiny_dir)
     gpus = gpu_count()
@@ -148,29 +167,34 @@ def main() -> None:
         if gpus
         else f'[executor]\nkind = "ray"\nworkers = {args.workers}\n'
     )
-    sides = {}
-    for name, executor in (("inline", '[executor]\nkind = "inline"\n'), ("ray", ray_executor)):
-        config = work / f"{name}.toml"
-        config.write_text(queue_toml(backend, executor, args.steps), encoding="utf-8")
-        sides[name] = timed_run(config, work / f"runs-{name}", env)
-        seconds, results, spent = sides[name]
-        parts = ", ".join(f"{k} {v:.1f} s" for k, v in spent.items())
-        print(f"{name:>6}: {seconds:6.1f} s wall, {STORIES * 7} experiments, status {results['status']} ({parts})")
-
     processes = gpus or args.workers
-    alone = ceiling(work, backend, args.steps, processes, gpus, env)
-    print(f"  {processes} inline processes at once, each on 1/{processes} of the stories: {alone:6.1f} s wall")
-
-    inline_rows = {r["name"]: r for r in sides["inline"][1]["experiments"]}
-    worst = max(
-        abs(r["final_sim"] - inline_rows[r["name"]]["final_sim"]) for r in sides["ray"][1]["experiments"]
-    )
     workers = f"{gpus} GPU workers" if gpus else f"{args.workers} workers x 1 thread"
-    print(f"ray: {workers}; largest final_sim difference from inline: {worst:.2e}")
-    work = sides["inline"][2]["work"] / sides["ray"][2]["work"]
-    print(f"work phase alone (first batch handed out to last experiment finished): {work:.2f}x")
-    print(f"this machine's ceiling ({processes} independent processes, no executor): {sides['inline'][0] / alone:.2f}x")
-    print(f"speedup: {sides['inline'][0] / sides['ray'][0]:.2f}")
+    ratios: dict[str, list[float]] = {"speedup": [], "work": [], "ceiling": []}
+    for round_ in range(1, args.repeat + 1):
+        if args.repeat > 1:
+            print(f"round {round_}/{args.repeat}")
+        sides, alone = one_round(Path(tempfile.mkdtemp(prefix="bench-executor-")), backend, ray_executor, args, gpus, env)
+        inline_rows = {r["name"]: r for r in sides["inline"][1]["experiments"]}
+        worst = max(
+            abs(r["final_sim"] - inline_rows[r["name"]]["final_sim"]) for r in sides["ray"][1]["experiments"]
+        )
+        ratios["speedup"].append(sides["inline"][0] / sides["ray"][0])
+        ratios["work"].append(sides["inline"][2]["work"] / sides["ray"][2]["work"])
+        ratios["ceiling"].append(sides["inline"][0] / alone)
+        print(f"ray: {workers}; largest final_sim difference from inline: {worst:.2e}")
+        print(
+            f"ray vs inline {ratios['speedup'][-1]:.2f}x; work phase alone (first batch handed out to last experiment"
+            f" finished) {ratios['work'][-1]:.2f}x; this machine's ceiling ({processes} independent processes, no"
+            f" executor) {ratios['ceiling'][-1]:.2f}x"
+        )
+    if args.repeat > 1:
+        med = {k: statistics.median(v) for k, v in ratios.items()}
+        print(
+            f"medians of {args.repeat} rounds: ray vs inline {med['speedup']:.2f}x, work phase {med['work']:.2f}x,"
+            f" ceiling {med['ceiling']:.2f}x (ray vs inline, each round: "
+            + ", ".join(f"{x:.2f}" for x in ratios["speedup"]) + ")"
+        )
+    print(f"speedup: {statistics.median(ratios['speedup']):.2f}")
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ class Session:
         """Run the queue in the calling thread; returns the engine's RunResult with the run's final status."""
         from engine.runner import run_queue  # torch and the models load here, not at import
 
-        apply_thread_limit(self.spec)
+        if self.spec.executor.kind == "inline":  # a ray driver runs no torch: its workers set their own threads
+            apply_thread_limit(self.spec)
         names = tuple(e.name for e in self.spec.experiments)
         self.emit(
             ev.RunStarted(

@@ -131,6 +131,40 @@ def test_a_killed_driver_leaves_no_ray_process(tmp_path, tiny_dir):
     assert wait_gone(cluster) == []
 
 
+LEAN_DRIVER = """
+import json, sys
+import psutil
+from engine import events as ev
+from engine.session import Session
+
+seen = {}
+
+def look(event):
+    if isinstance(event, ev.WorkerStarted) and "daemons" not in seen:
+        seen["daemons"] = [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)]
+
+session = Session.start(sys.argv[1], sys.argv[2], on_event=look)
+status = session.run().status
+print(json.dumps({"status": status, "torch": "torch" in sys.modules, **seen}))
+"""
+
+
+def test_a_ray_driver_loads_no_torch_and_its_cluster_runs_no_idle_daemons(tmp_path, tiny_dir):
+    """The driver only hands out batches: torch (2-3 s of imports) is for the workers. The private head runs no
+    API server (an HTTP server nobody asks), autoscaler monitor or log monitor: ray.init waited ~1 s for the first."""
+    out = subprocess.run(
+        [sys.executable, "-c", LEAN_DRIVER, str(config(tmp_path, tiny_dir, steps=3)), str(tmp_path / "runs")],
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=WAIT_S,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["status"] == "done" and seen["torch"] is False
+    daemons = seen["daemons"]
+    assert any("raylet" in line for line in daemons) and any("gcs_server" in line for line in daemons), daemons
+    idle = [line for line in daemons if any(f"/{name}.py" in line for name in ("dashboard", "monitor", "log_monitor"))]
+    assert idle == []
+
+
 def test_an_unreachable_address_is_one_line_exit_1_and_nothing_is_lost(tmp_path, tiny_dir):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
