@@ -52,7 +52,7 @@ from engine.spec import Executor
 
 LOG_FILE = "ray.log"
 LOGS_DIR = "ray-logs"
-POLL_S = 0.1  # how often the driver looks at the controls while nothing arrives
+POLL_S = 0.25  # how often the driver looks at the controls while nothing arrives: the faces redraw at 4 Hz
 OBJECT_STORE_BYTES = 128 * 2**20  # events and results only: Ray's default (30 % of RAM) would reserve GBs
 
 
