@@ -270,8 +270,8 @@ def _quick_end() -> None:
     from ray._private import worker as ray_worker
 
     node = getattr(ray_worker, "_global_node", None)
-    if node is None:
-        return
+    if not isinstance(getattr(node, "all_processes", None), dict):
+        return  # another Ray than the pinned one: its own shutdown
     in_order = (ray_constants.PROCESS_TYPE_RAYLET, ray_constants.PROCESS_TYPE_GCS_SERVER)
 
     def kill_all_processes(check_alive: bool = True, allow_graceful: bool = False, wait: bool = False) -> None:
