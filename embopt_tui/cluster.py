@@ -8,6 +8,7 @@ from here, so they say the same thing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from engine import events as ev
 
@@ -60,6 +61,16 @@ class Cluster:
             tail = f"{what}retry {event.attempt + 1}/{event.max_attempts}" if event.retry else f"{what}failed"
             self.died = (self.died + [f"{event.worker} died ({tail.strip()})"])[-3:]
 
+    def finished(self, name: str) -> None:
+        """Experiment ``name`` ended: its worker runs the rest of its batch, and shows idle once none is left."""
+        for worker, batch in list(self.running.items()):
+            if name in batch:
+                left = tuple(n for n in batch if n != name)
+                if left:
+                    self.running[worker] = left
+                else:
+                    del self.running[worker]
+
     def where(self, name: str) -> str | None:
         """The worker (and GPU) running experiment ``name``, if one is."""
         for worker, batch in self.running.items():
@@ -67,6 +78,17 @@ class Cluster:
                 return place(worker, self.workers[worker])
         return None
 
-    def summary(self) -> str:
-        parts = [f"{place(w, g)}: {', '.join(self.running.get(w, ())) or 'idle'}" for w, g in self.workers.items()]
+    def summary(self, width: int | None = None) -> str:
+        """Each worker and its batch; past ``width`` characters a batch shortens to its first name and a count,
+        so that every worker stays on the line (``w1 cpu: s0_baseline +6 · w2 cpu: s1_baseline +6``)."""
+        full = self._join(lambda batch: ", ".join(batch))
+        if width is None or len(full) <= width:
+            return full
+        return self._join(lambda batch: batch[0] + (f" +{len(batch) - 1}" if len(batch) > 1 else ""))
+
+    def _join(self, names: Callable[[tuple[str, ...]], str]) -> str:
+        parts = []
+        for worker, gpus in self.workers.items():
+            batch = self.running.get(worker)
+            parts.append(f"{place(worker, gpus)}: {names(batch) if batch else 'idle'}")
         return " · ".join(parts + self.died)

@@ -168,6 +168,7 @@ class RunState:
         elif isinstance(event, ev.ExperimentFinished):
             x = self._get(event.name)
             x.status, x.result = event.status, dict(event.result)
+            self.cluster.finished(event.name)
             if x.oracle_sim is None:
                 x.oracle_sim = event.result.get("oracle_sim")
             if x.init_sim is None:

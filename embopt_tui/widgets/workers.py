@@ -11,15 +11,24 @@ from embopt_tui.cluster import Cluster
 class WorkersLine(Static):
     DEFAULT_CSS = "WorkersLine { height: 1; padding: 0 1; }"
 
+    LABEL = "Workers "
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.display = False
         self._last: str | None = None
+        self._cluster: Cluster | None = None
 
     def show(self, cluster: Cluster) -> None:
-        text = cluster.summary()
+        self._cluster = cluster
+        room = self.content_size.width - len(self.LABEL) if self.content_size.width else None
+        text = cluster.summary(room)
         if text == self._last:
             return
         self._last = text
         self.display = bool(text)
-        self.update(Text.assemble(("Workers ", "bold"), (text, ""), no_wrap=True, overflow="ellipsis"))
+        self.update(Text.assemble((self.LABEL, "bold"), (text, ""), no_wrap=True, overflow="ellipsis"))
+
+    def on_resize(self) -> None:  # what fits depends on this line's own width (see STYLE.md, "Learned here")
+        if self._cluster is not None:
+            self.show(self._cluster)

@@ -169,8 +169,26 @@ def _refresh_auth() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
+def _crash_traces() -> None:
+    """Enable faulthandler on the process's real stderr before ``ray.init`` does it on ``sys.stderr``.
+
+    Under the dashboard ``sys.stderr`` is Textual's capture, whose ``fileno()`` is -1:
+    Ray's own ``faulthandler.enable()`` then raised RuntimeError and the cluster
+    never started (pytest enables faulthandler first, which hid it from the tests).
+    """
+    import faulthandler
+
+    if faulthandler.is_enabled():
+        return
+    try:
+        faulthandler.enable(file=sys.__stderr__, all_threads=False)
+    except (AttributeError, OSError, RuntimeError, ValueError):  # no usable stderr at all (None, closed)
+        faulthandler.enable(file=open(os.devnull, "w"), all_threads=False)  # faulthandler keeps the file
+
+
 def start_cluster(executor: Executor) -> str | None:
     """``ray.init`` as ``executor`` says; returns the private cluster's temp dir (None when joining one)."""
+    _crash_traces()
     if not executor.address:
         _private_environment()
     import ray

@@ -165,6 +165,35 @@ def test_a_ray_driver_loads_no_torch_and_its_cluster_runs_no_idle_daemons(tmp_pa
     assert idle == []
 
 
+DASHBOARD_RUN = """
+import asyncio, faulthandler, json, sys
+from embopt_tui.app import make_app
+
+assert not faulthandler.is_enabled()  # as in a user's shell (pytest enables it, which hid this)
+app = make_app(sys.argv[1], runs_dir=sys.argv[2], stable=True)
+
+async def main():
+    async with app.run_test(size=(120, 30)) as pilot:
+        while app.engine_code is None:
+            await pilot.pause(0.05)
+    print(json.dumps({"code": app.engine_code, "status": str(app._status_text())}))
+
+asyncio.run(main())
+"""
+
+
+def test_the_dashboard_starts_its_own_private_cluster(tmp_path, tiny_dir):
+    """Under Textual, sys.stderr has no file descriptor, and ray.init's faulthandler.enable() on it failed the run."""
+    runs = tmp_path / "runs"
+    out = subprocess.run(
+        [sys.executable, "-c", DASHBOARD_RUN, str(config(tmp_path, tiny_dir, steps=3)), str(runs)],
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=WAIT_S,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["code"] == 0, out.stdout
+    assert [r["status"] for r in results(run_dir_of(runs))["experiments"]] == ["done", "done"]
+
+
 def test_an_unreachable_address_is_one_line_exit_1_and_nothing_is_lost(tmp_path, tiny_dir):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

@@ -145,3 +145,46 @@ async def test_the_live_chart_grows_with_the_terminal(small_queue, tmp_path):
         assert app.decoded.size.height >= 12
         app.control.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
+
+
+class WorkersOnly(App[None]):
+    """The workers line alone, fed once from on_mount (before layout), as the dashboard's first event does."""
+
+    def __init__(self, cluster) -> None:
+        super().__init__()
+        self.cluster = cluster
+
+    def compose(self) -> ComposeResult:
+        from embopt_tui.widgets.workers import WorkersLine
+
+        yield WorkersLine(id="workers")
+
+    def on_mount(self) -> None:
+        self.query_one("#workers").show(self.cluster)
+
+
+async def test_the_workers_line_keeps_every_worker_on_screen_follows_the_width_and_shows_idle_ones():
+    from embopt_tui.cluster import Cluster
+
+    cluster = Cluster()
+    for worker, story in (("w1", "s0"), ("w2", "s1")):
+        cluster.apply(ev.WorkerStarted(worker, "host", 1, (), "cpu", len(cluster.workers) + 1))
+        names = tuple(f"{story}_{n}" for n in ("baseline", "lower_lr", "higher_lr", "longer", "lower_lr_longer",
+                                               "story_init", "story_init_lower_lr"))  # fmt: skip
+        cluster.apply(ev.BatchAssigned(worker, names, (), 1))
+    app = WorkersOnly(cluster)
+    async with app.run_test(size=(80, 3)) as pilot:
+        await pilot.pause()
+        line = app.query_one("#workers").render().plain
+        assert "w1 cpu: s0_baseline +6" in line and "w2 cpu: s1_baseline +6" in line, line
+        await pilot.resize_terminal(400, 3)
+        await pilot.pause()
+        line = app.query_one("#workers").render().plain
+        assert "s0_story_init_lower_lr · w2 cpu: s1_baseline, s1_lower_lr" in line, line
+        for name in cluster.running["w1"]:
+            cluster.finished(name)
+        cluster.finished("s1_baseline")
+        app.query_one("#workers").show(cluster)
+        await pilot.pause()
+        line = app.query_one("#workers").render().plain
+        assert "w1 cpu: idle · w2 cpu: s1_lower_lr, s1_higher_lr" in line, line
