@@ -85,7 +85,8 @@ def phases(run: Path) -> dict[str, float]:
     out = {"before work": work_start - start, "work": last["experiment_finished"] - work_start}
     out["after work"] = last["run_finished"] - last["experiment_finished"]
     if "batch_assigned" in first:
-        out["cluster start"] = next(e["time"] for e in events if e.get("stage", "").startswith("loading models on")) - start
+        started = next(e["time"] for e in events if e.get("stage", "").startswith("loading models on"))
+        out["cluster start"] = started - start
     return out
 
 
@@ -130,7 +131,10 @@ def ceiling(work: Path, backend: str, steps: int, processes: int, gpus: int, env
     return time.perf_counter() - start
 
 
-def one_round(work: Path, backend: str, ray_executor: str, args: argparse.Namespace, gpus: int, env: dict[str, str]):
+def one_round(
+    work: Path, backend: str, ray_executor: str, args: argparse.Namespace, processes: int, gpus: int,
+    env: dict[str, str],
+):  # fmt: skip
     """Inline, ray and the ceiling once, one after another: (wall seconds of each, results of each, phases of each)."""
     sides = {}
     for name, executor in (("inline", '[executor]\nkind = "inline"\n'), ("ray", ray_executor)):
@@ -140,7 +144,6 @@ def one_round(work: Path, backend: str, ray_executor: str, args: argparse.Namesp
         seconds, results, spent = sides[name]
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in spent.items())
         print(f"{name:>6}: {seconds:6.1f} s wall, {STORIES * 7} experiments, status {results['status']} ({parts})")
-    processes = gpus or args.workers
     alone = ceiling(work, backend, args.steps, processes, gpus, env)
     print(f"  {processes} inline processes at once, each on 1/{processes} of the stories: {alone:6.1f} s wall")
     return sides, alone
@@ -173,7 +176,9 @@ def main() -> None:
     for round_ in range(1, args.repeat + 1):
         if args.repeat > 1:
             print(f"round {round_}/{args.repeat}")
-        sides, alone = one_round(Path(tempfile.mkdtemp(prefix="bench-executor-")), backend, ray_executor, args, gpus, env)
+        sides, alone = one_round(
+            Path(tempfile.mkdtemp(prefix="bench-executor-")), backend, ray_executor, args, processes, gpus, env
+        )
         inline_rows = {r["name"]: r for r in sides["inline"][1]["experiments"]}
         worst = max(
             abs(r["final_sim"] - inline_rows[r["name"]]["final_sim"]) for r in sides["ray"][1]["experiments"]

@@ -11,7 +11,6 @@ lose the run).
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,39 +19,7 @@ from engine.control import QueueControl
 from engine.spec import Spec, SpecError, load_spec, parse_spec
 from engine.store import CONFIG_FILE, RunStore
 
-THREADS_ENV = "EMBOPT_THREADS"  # torch intra-op threads; tests and shared machines set 1
-
 Consumer = Callable[[ev.Event], None]
-
-
-def threads_from_env() -> int | None:
-    """The thread count asked for by EMBOPT_THREADS; ValueError when it is not a positive integer."""
-    raw = os.environ.get(THREADS_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{THREADS_ENV}={raw!r}: expected a positive integer")
-    return value
-
-
-def apply_thread_limit(spec: Spec) -> None:
-    """EMBOPT_THREADS when set; else one thread for the embedded default.
-
-    The mini models are so small that torch's thread hand-offs cost more than
-    they save: one thread runs the shipped queue 2x faster than two here, and
-    far faster on a machine shared with other jobs. Real models keep torch's default.
-    """
-    threads = threads_from_env()
-    if threads is None and spec.backend.kind == "mini" and spec.backend.device != "cuda":
-        threads = 1
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 class Session:
@@ -142,8 +109,6 @@ class Session:
         """Run the queue in the calling thread; returns the engine's RunResult with the run's final status."""
         from engine.runner import run_queue  # torch and the models load here, not at import
 
-        if self.spec.executor.kind == "inline":  # a ray driver runs no torch: its workers set their own threads
-            apply_thread_limit(self.spec)
         names = tuple(e.name for e in self.spec.experiments)
         self.emit(
             ev.RunStarted(

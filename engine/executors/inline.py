@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from engine import events as ev
-from engine.runner import Controls, Models, _Queue, fail_pending, ready, run_batch
+from engine.runner import Controls, Models, _Queue, apply_thread_limit, fail_pending, ready, run_batch
 from engine.spec import Backend
 
 
 def run_inline(queue: _Queue, controls: Controls, models: Models | None) -> bool:
     """Run the queue to its end; True when it was stopped. ``models``: preloaded for the spec's backend."""
+    apply_thread_limit(queue.spec)  # the batches' torch runs in this process (a ray driver runs none)
     emit = controls.emit
     injected: dict[Backend, Models] = {queue.spec.backend: models} if models is not None else {}
     loaded: dict[Backend, Models] = {}

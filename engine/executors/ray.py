@@ -47,7 +47,7 @@ from typing import Any, Iterator
 
 from engine import events as ev
 from engine.results import result_row
-from engine.runner import Controls, _Queue, fail_pending
+from engine.runner import Controls, _Queue, fail_pending, thread_limit
 from engine.spec import Executor
 
 LOG_FILE = "ray.log"
@@ -332,16 +332,10 @@ def worker_count(executor: Executor) -> tuple[int, float]:
     return max(1, int(resources.get("CPU", 1))), 0.0
 
 
-def worker_threads(spec: Any, workers: int) -> int | None:
-    """torch threads per worker: EMBOPT_THREADS, else 1 for the mini models on CPU, else a share of this host's cores."""
-    from engine.session import threads_from_env
-
-    threads = threads_from_env()
-    if threads is None and spec.backend.kind == "mini" and spec.backend.device != "cuda":
-        threads = 1
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-    return threads
+def worker_threads(spec: Any, workers: int) -> int:
+    """torch threads per worker: :func:`engine.runner.thread_limit`, else a share of this host's cores."""
+    threads = thread_limit(spec)
+    return threads if threads is not None else max(1, (os.cpu_count() or 1) // workers)
 
 
 def run_on_ray(queue: _Queue, controls: Controls, executor: Executor, *, log_dir: Path | None = None) -> bool:
