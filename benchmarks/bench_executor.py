@@ -161,7 +161,7 @@ def main() -> None:
     tiny_dir = None
     if args.tiny:
         tiny_dir = Path(tempfile.mkdtemp(prefix="bench-executor-tiny-"))
-        subprocess.run([sys.executable, "-m", "engine.tiny", str(tiny_dir)], cwd=REPO, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "engine.mini.tiny", str(tiny_dir)], cwd=REPO, check=True, capture_output=True)
         env["FAIRSEQ2_USER_ASSET_DIR"] = str(tiny_dir)
     gpus = gpu_count()
     backend = backend_toml(tiny_dir, gpus)

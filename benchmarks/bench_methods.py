@@ -39,12 +39,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("EMBOPT_THREADS", "1")))
-    from engine.bank import load_bank
+    from engine.banks.bank import load_bank
     from engine.methods.options import BankSearchOptions, BankSwapOptions
     from engine.mini.corpus import LILY_STORY, generate_corpus
-    from engine.optimize import optimize_batch
-    from engine.problem import build_problem, fast_forward, predict
-    from engine.runner import load_models
+    from engine.run.batches import optimize_batch
+    from engine.scoring.problem import build_problem, fast_forward, predict
+    from engine.run.runner import load_models
     from engine.spec import Backend, Experiment, Story
 
     models = load_models(Backend(device="cpu"))

@@ -52,7 +52,7 @@ class Timing:
 def seed_style(spec, models) -> Timing:
     import torch
 
-    from engine.problem import build_problem
+    from engine.scoring.problem import build_problem
 
     space, predictor = models.space, models.predictor
     encoder, decoder = space.encoder_pipeline, space.decoder_pipeline  # the public sonar pipelines
@@ -95,7 +95,7 @@ def seed_style(spec, models) -> Timing:
 
 def engine_run(spec, models) -> Timing:
     from engine.events import Step
-    from engine.runner import run_queue
+    from engine.run.runner import run_queue
 
     space = models.space
     decoding = 0.0
@@ -133,7 +133,7 @@ def _tiny_backend(spec, out: Path | None):
     """Random-init tiny cards (built in a fresh process unless given); fairseq2 reads card folders once, before first use."""
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="bench-tiny-"))
-        subprocess.run([sys.executable, "-m", "engine.tiny", str(out)], check=True, cwd=REPO, capture_output=True)
+        subprocess.run([sys.executable, "-m", "engine.mini.tiny", str(out)], check=True, cwd=REPO, capture_output=True)
     os.environ["FAIRSEQ2_USER_ASSET_DIR"] = str(out)
     backend = dataclasses.replace(
         spec.backend, encoder="tiny_encoder", decoder="tiny_decoder", tokenizer="tiny_encoder",
@@ -148,14 +148,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, help="steps per experiment (default: the config's)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each (best is reported)")
     parser.add_argument("--tiny", action="store_true", help="random-init tiny cards instead of the config's backend")
-    parser.add_argument("--tiny-dir", type=Path, help="with --tiny: a folder written by `python -m engine.tiny`")
+    parser.add_argument("--tiny-dir", type=Path, help="with --tiny: a folder written by `python -m engine.mini.tiny`")
     args = parser.parse_args(argv)
 
     threads = int(os.environ.get("EMBOPT_THREADS", "1"))
     import torch
 
     torch.set_num_threads(threads)
-    from engine.runner import load_models
+    from engine.run.runner import load_models
     from engine.spec import load_spec
 
     spec = load_spec(args.config)

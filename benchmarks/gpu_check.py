@@ -58,7 +58,7 @@ REAL = Shape("SONAR basic + SONAR-LLM-900M shape", {}, 256206, SONAR_LLM_900M)
 
 def tiny_shape() -> Shape:
     from engine.mini.models import llama_config
-    from engine.tiny import TINY
+    from engine.mini.tiny import TINY
 
     space = {
         "model_dim": TINY.model_dim, "max_seq_len": TINY.max_seq_len, "num_encoder_layers": TINY.encoder_layers,
@@ -96,9 +96,9 @@ def build_models(shape: Shape, backend: Any, device: Any, dtype: Any, sentences:
     from sonar.models.sonar_text import get_sonar_text_decoder_hub, get_sonar_text_encoder_hub
 
     from engine.mini.tokenizer import load_tokenizer, train_tokenizer
-    from engine.predictors import PredictorConfig, SonarLLMPredictor
-    from engine.runner import Models
-    from engine.space import EmbeddingSpace
+    from engine.models.predictor import PredictorConfig, SonarLLMPredictor
+    from engine.run.runner import Models
+    from engine.models.space import EmbeddingSpace
 
     start = time.perf_counter()
     path = Path(tempfile.mkdtemp(prefix="gpu-check-")) / "tokenizer.model"
@@ -138,7 +138,7 @@ def measure(specs: list[Any], models: Any, device: Any) -> Measured:
     """Run each spec's queue through the engine; experiment-steps over wall time, and the peak memory."""
     import torch
 
-    from engine.runner import run_queue
+    from engine.run.runner import run_queue
 
     cuda = device.type == "cuda"
     if cuda:
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FAIRSEQ2_NO_PROGRESS", "1")
     import torch
 
-    from engine.space import resolve_dtype
+    from engine.models.space import resolve_dtype
     from engine.spec import Objective, parse_spec
 
     if args.tiny:

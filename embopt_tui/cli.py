@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_report_parser() -> argparse.ArgumentParser:
-    from engine.report import FORMATS
+    from engine.rundir.report import FORMATS
 
     parser = argparse.ArgumentParser(
         prog=f"{PROG} report", description="Print the results of one or more runs (several: side by side)."
@@ -126,7 +126,7 @@ def entry() -> None:
 
 
 def report_command(argv: list[str]) -> int:
-    from engine.report import ReportError, load_run, render
+    from engine.rundir.report import ReportError, load_run, render
 
     args = build_report_parser().parse_args(argv)
     try:
@@ -176,7 +176,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         parser.error("--check validates a CONFIG; it does not combine with --resume")
     if args.address is not None and args.executor == "inline":
         parser.error("--address names a Ray cluster; it does not combine with --executor inline")
-    from engine.runner import threads_from_env
+    from engine.run.runner import threads_from_env
 
     try:
         threads_from_env()
@@ -210,9 +210,9 @@ def check(config: Path) -> int:
 
 def _prepare(config: Path, runs_dir: str, resume: str | None):
     """The Session to run, or None after printing the one-line reason."""
-    from engine.session import Session
+    from engine.run.session import Session
     from engine.spec import SpecError
-    from engine.store import StoreError
+    from engine.rundir.store import StoreError
 
     try:
         return Session.resume(resume) if resume else Session.start(config, runs_dir)
@@ -236,7 +236,7 @@ def headless(config: Path, runs_dir: str, resume: str | None, executor: tuple = 
 
 def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple = (None, None)) -> int:
     from engine.spec import SpecError, load_spec
-    from engine.store import StoreError
+    from engine.rundir.store import StoreError
 
     try:
         if not resume:
@@ -244,13 +244,13 @@ def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple =
     except SpecError as err:
         print(str(err), file=sys.stderr)
         return ExitCode.USAGE
-    from embopt_tui.terminal import HangupDriver, missing_terminal  # textual loads only for the dashboard
+    from embopt_tui.dashboard.terminal import HangupDriver, missing_terminal  # textual loads only for the dashboard
 
     missing = missing_terminal()
     if missing is not None:  # under nohup, cron or a pipe Textual would draw into nothing, for ever
         error(f"the dashboard needs a terminal ({missing} is not one); use --no-ui for headless runs")
         return ExitCode.USAGE
-    from embopt_tui.app import make_app
+    from embopt_tui.dashboard.app import make_app
 
     # make_app validates and creates the run directory before anything is drawn.
     try:

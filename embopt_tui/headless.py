@@ -20,11 +20,11 @@ import traceback
 from typing import Any, Callable, TextIO
 
 from engine import events as ev
-from engine import report
-from engine.session import Session
+from engine.rundir import report
+from engine.run.session import Session
 from embopt_tui.cluster import WORKER_EVENTS, worker_line
 
-from embopt_tui.widgets.format import STATUS_GLYPHS, STATUS_STYLES  # the dashboard's marks, without Textual
+from embopt_tui.format import STATUS_GLYPHS, STATUS_STYLES  # the dashboard's marks, without Textual
 
 PROGRESS_EVERY = 5.0  # seconds between plain progress lines
 ABORT_WAIT_S = 1.0  # a forced exit waits this long for the progress bars to close cleanly

@@ -3,7 +3,7 @@
 One place for what every face and file shows: ``results.json`` rows, the
 ``ExperimentFinished`` events, the report's tables and the dashboard all take
 their rows from :func:`result_row` and their best marks from :func:`best_by_story`.
-Plain Python (no torch): ``engine.report`` and the CLI's start-up import it.
+Plain Python (no torch): ``engine.rundir.report`` and the CLI's start-up import it.
 """
 
 from __future__ import annotations

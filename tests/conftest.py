@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     tiny_dir = Path(tempfile.mkdtemp(prefix="embopt-tiny-"))
     subprocess.run(
-        [sys.executable, "-m", "engine.tiny", str(tiny_dir)],
+        [sys.executable, "-m", "engine.mini.tiny", str(tiny_dir)],
         check=True,
         cwd=REPO,
         capture_output=True,

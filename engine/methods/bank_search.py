@@ -15,7 +15,7 @@ import torch
 from engine.events import DONE, RUNNING, Step
 from engine.methods.base import Batch, start
 from engine.methods.top import Seen, end_rows, poll_rows, reached
-from engine.objectives import Weights, cosine_sims, objective_loss
+from engine.scoring.objectives import Weights, cosine_sims, objective_loss
 
 CHUNK = 512  # bank sentences per step
 ROWS_PER_CALL = 64  # predictor rows per call while scoring a chunk

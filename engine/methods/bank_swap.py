@@ -18,7 +18,7 @@ from torch import Tensor
 from engine.events import DONE, RUNNING, Step
 from engine.methods.base import Batch, show_best, start
 from engine.methods.top import Seen, end_rows, poll_rows, reached
-from engine.objectives import Weights, cosine_sims, objective_loss
+from engine.scoring.objectives import Weights, cosine_sims, objective_loss
 
 RANK_CHUNK = 1 << 16  # bank rows per ranking product
 

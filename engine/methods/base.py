@@ -4,7 +4,7 @@ The honest score of an experiment is the best *real sentence* its method found
 and how well that sentence does in z's place (``text``, ``text_sim``): for the
 gradient method the best of the texts z decoded to along the way, for the bank
 methods the best bank sentence. Each candidate is encoded and scored exactly
-through :class:`engine.problem.Scorer`; ``scored`` counts those scorings.
+through :class:`engine.scoring.problem.Scorer`; ``scored`` counts those scorings.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from engine.events import RUNNING, Event, ExperimentStarted
-from engine.objectives import cosine_sims
-from engine.problem import Problem, Scorer
+from engine.scoring.objectives import cosine_sims
+from engine.scoring.problem import Problem, Scorer
 from engine.results import Row
 from engine.spec import Story
 
@@ -38,7 +38,7 @@ class Batch:
     finish: Finish
     poll_controller: Poll
     reference_norm: float
-    bank: Any = None  # engine.bank.SentenceBank when the batch's experiments name one
+    bank: Any = None  # engine.banks.bank.SentenceBank when the batch's experiments name one
     polled: float = 0.0  # seconds spent in poll (paused time among them): not counted in steps/s
 
     @property

@@ -25,8 +25,8 @@ from torch import Tensor
 
 from engine.events import DONE, FAILED, INTERRUPTED, RUNNING, SKIPPED, Decoded, Step
 from engine.methods.base import Batch, BestText, offer_texts, settle, start, stop_early
-from engine.objectives import Weights, cosine_sims, objective_loss
-from engine.problem import predict
+from engine.scoring.objectives import Weights, cosine_sims, objective_loss
+from engine.scoring.problem import predict
 
 # Adam as torch.optim.Adam with its defaults (betas, eps, no weight decay, no amsgrad).
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8

@@ -3,7 +3,7 @@
 From the tokens of ``init`` (or, with ``init = "bank"``, of the bank's best
 sentence for the story), each step takes the gradient of the objective with
 respect to the one-hot input tokens through the SONAR encoder
-(:meth:`engine.space.EmbeddingSpace.encode_soft`), ranks replacement tokens per
+(:meth:`engine.models.space.EmbeddingSpace.encode_soft`), ranks replacement tokens per
 position (``topk``), forms ``search_width`` candidates that each change
 ``n_replace`` random positions to random tokens of those lists, drops the
 candidates whose text does not tokenise back to the same ids (nanoGCG's
@@ -26,7 +26,7 @@ from torch import Tensor
 from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
 from engine.methods.base import Batch, BestText, settle, show_best, start, stop_early
 from engine.methods.options import INIT_FROM_BANK
-from engine.objectives import Weights, cosine_sims, objective_loss
+from engine.scoring.objectives import Weights, cosine_sims, objective_loss
 
 TOP_SHOWN = 10  # sentences reported in a row's top list
 _LANG_TOKEN = re.compile(r"^__\w+__$")

@@ -14,7 +14,7 @@ import torch
 
 from engine.events import INTERRUPTED, RUNNING, SKIPPED, Decoded
 from engine.methods.base import Batch, BestText, settle, stop_early
-from engine.objectives import Weights
+from engine.scoring.objectives import Weights
 
 
 @dataclass

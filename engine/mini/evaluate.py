@@ -7,7 +7,7 @@
 
 Models load the way the product loads them: sonar-space pipelines over the
 ``embopt_mini_*`` fairseq2 cards, and the predictor directory through
-:func:`engine.predictors.load_predictor`.
+:func:`engine.models.predictor.load_predictor`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from engine.mini.corpus import (
     generate_corpus,
 )
 from engine.mini.models import TARGET_NORM
-from engine.predictors import BEGIN_TEXT, load_predictor
+from engine.models.predictor import BEGIN_TEXT, load_predictor
 
 LANG = "eng_Latn"
 CARD_PATH = Path(__file__).resolve().parent / "MODEL_CARD.md"

@@ -40,7 +40,7 @@ from engine.mini.models import (
     pad_batch,
 )
 from engine.mini.tokenizer import LANG, load_tokenizer, train_tokenizer
-from engine.predictors import BEGIN_TEXT, PredictorConfig, SonarLLMPredictor, save_predictor
+from engine.models.predictor import BEGIN_TEXT, PredictorConfig, SonarLLMPredictor, save_predictor
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 CARD_FILE = "embopt_mini.yaml"

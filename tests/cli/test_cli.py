@@ -596,7 +596,7 @@ def test_skipped_experiments_are_their_own_status_headless_and_exit_0(tmp_path: 
     from engine import events as ev
     from engine.results import result_row
     from engine.spec import load_spec
-    from engine.store import RunStore
+    from engine.rundir.store import RunStore
 
     body = '[defaults]\nsteps = 5\ninit = "Hi."\n\n[[experiments]]\nname = "a"\nstory = "lily"\n\n'
     body += '[[experiments]]\nname = "b"\nstory = "tom"\n\n[[experiments]]\nname = "c"\nstory = "lily"\nlr = 0.5\n'

@@ -135,7 +135,7 @@ LEAN_DRIVER = """
 import json, sys
 import psutil
 from engine import events as ev
-from engine.session import Session
+from engine.run.session import Session
 
 seen = {}
 
@@ -167,7 +167,7 @@ def test_a_ray_driver_loads_no_torch_and_its_cluster_runs_no_idle_daemons(tmp_pa
 
 DASHBOARD_RUN = """
 import asyncio, faulthandler, json, sys
-from embopt_tui.app import make_app
+from embopt_tui.dashboard.app import make_app
 
 assert not faulthandler.is_enabled()  # as in a user's shell (pytest enables it, which hid this)
 app = make_app(sys.argv[1], runs_dir=sys.argv[2], stable=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine.control import QueueControl
+from engine.run.steering import QueueControl
 from engine.mini.corpus import LILY_STORY
-from engine.runner import load_models, run_queue
+from engine.run.runner import load_models, run_queue
 from engine.spec import Executor, Experiment, Spec, Story
 
 psutil = pytest.importorskip("psutil")  # a dependency of ray
@@ -39,7 +39,7 @@ LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 @pytest.fixture(scope="module")
 def cluster():
-    from engine.executors.ray import start_cluster, stop_cluster
+    from engine.run.executors.ray import start_cluster, stop_cluster
 
     temp_dir = start_cluster(TWO_WORKERS)
     yield temp_dir
@@ -216,7 +216,7 @@ def config_text(backend, experiments: list[dict]) -> str:
 
 
 async def test_the_dashboard_shows_the_two_workers_and_what_they_run(cluster, tiny_backend, tmp_path):
-    from embopt_tui.app import make_app
+    from embopt_tui.dashboard.app import make_app
 
     config = tmp_path / "experiments.toml"
     config.write_text(config_text(tiny_backend, [

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine import report
+from engine.rundir import report
 from engine.spec import SpecError, load_spec
-from embopt_tui.app import make_app
-from embopt_tui.widgets.results import ResultsTable
-from embopt_tui.widgets.screens import ConfirmQuit, HelpScreen
+from embopt_tui.dashboard.app import make_app
+from embopt_tui.dashboard.widgets.results import ResultsTable
+from embopt_tui.dashboard.widgets.screens import ConfirmQuit, HelpScreen
 from tui_helpers import (
     LILY, SMALL_QUEUE, build, notices, pause_at_step, queue_toml, results_json, stop_engine, table_rows,
     two_batch_queue, wait_until,

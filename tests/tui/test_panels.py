@@ -9,14 +9,14 @@ import threading
 from textual.app import App, ComposeResult
 
 from engine import events as ev
-from engine import report
+from engine.rundir import report
 from engine.spec import load_spec
-from embopt_tui import keys
-from embopt_tui.app import EmboptApp
-from embopt_tui.state import RunState
-from embopt_tui.widgets.format import num
-from embopt_tui.widgets.queue import QueuePanel
-from embopt_tui.widgets.screens import HelpScreen
+from embopt_tui.dashboard import keys
+from embopt_tui.dashboard.app import EmboptApp
+from embopt_tui.dashboard.state import RunState
+from embopt_tui.format import num
+from embopt_tui.dashboard.widgets.queue import QueuePanel
+from embopt_tui.dashboard.widgets.screens import HelpScreen
 from tui_helpers import (
     SMALL_QUEUE, build, pause_at_step, queue_toml, results_json, stop_engine, table_rows, two_batch_queue,
     two_stories, wait_until,
@@ -155,7 +155,7 @@ class WorkersOnly(App[None]):
         self.cluster = cluster
 
     def compose(self) -> ComposeResult:
-        from embopt_tui.widgets.workers import WorkersLine
+        from embopt_tui.dashboard.widgets.workers import WorkersLine
 
         yield WorkersLine(id="workers")
 

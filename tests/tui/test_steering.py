@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from engine import events as ev
-from embopt_tui.app import EmboptApp
-from embopt_tui.widgets.format import duration
-from embopt_tui.widgets.screens import ConfirmQuit
+from embopt_tui.dashboard.app import EmboptApp
+from embopt_tui.format import duration
+from embopt_tui.dashboard.widgets.screens import ConfirmQuit
 from tui_helpers import build, notices, pause_at_step, results_json, table_rows, two_batch_queue, wait_until
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from engine import report
+from engine.rundir import report
 from tui_helpers import REPO, SMALL_QUEUE, WAIT_S, queue_toml, results_json
 
 RUN_FILES = ("config.toml", "events.jsonl", "results.json", "results.md", "results.csv", "embeddings.safetensors")
@@ -76,6 +76,6 @@ def test_a_signal_in_a_pty_saves_the_running_experiment_as_interrupted(tmp_path,
 
 def test_the_dashboard_module_leaves_torch_unimported():
     """What puts the first frame up before the models load: torch comes in with the engine thread."""
-    code = "import sys, embopt_tui.app; print(sorted(m for m in ('torch', 'fairseq2', 'sonar') if m in sys.modules))"
+    code = "import sys, embopt_tui.dashboard.app; print(sorted(m for m in ('torch', 'fairseq2', 'sonar') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

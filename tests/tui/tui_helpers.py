@@ -61,7 +61,7 @@ SMALL_QUEUE = (
 
 def build(config: Path, tmp_path: Path, **kwargs: Any) -> Any:
     """The dashboard on ``config``, its runs under tmp_path, in stable mode unless ``stable=False``."""
-    from embopt_tui.app import make_app
+    from embopt_tui.dashboard.app import make_app
 
     return make_app(config, runs_dir=tmp_path / "runs", **{"stable": True, **kwargs})
 

@@ -14,8 +14,8 @@ import pytest
 
 from engine import events as ev
 from engine.events import BackendReady, event_from_json
-from engine.predictor_dir import PredictorError, parse_hub_id
-from engine.runner import load_models, run_queue
+from engine.models.predictor_dir import PredictorError, parse_hub_id
+from engine.run.runner import load_models, run_queue
 from engine.spec import Experiment, Spec, SpecError, Story, parse_spec
 
 MAIN = "0123456789abcdef0123456789abcdef01234567"
@@ -91,7 +91,7 @@ def test_a_hub_id_is_not_taken_for_a_folder_of_the_working_directory(
 
 
 def test_at_revision_picks_that_snapshot(hf_home, tiny_dir: Path, tiny_backend, tmp_path: Path) -> None:
-    from engine.tiny import write_tiny_predictor
+    from engine.mini.tiny import write_tiny_predictor
 
     hf_home("owner/two-revs", tiny_dir / "predictor", MAIN)
     other = hf_home("owner/two-revs", write_tiny_predictor(tmp_path / "other", seed=1), OTHER, refs=("v2",))

@@ -16,8 +16,8 @@ FACES = ("textual", "rich", "embopt_tui")
 HEAVY = ("torch", "fairseq2", "sonar", "ray")
 # What `embopt-tui --check` / `report` / starting a run load before the engine thread starts.
 LIGHT = (
-    "embopt_tui.cli", "engine.spec", "engine.events", "engine.control",
-    "engine.report", "engine.store", "engine.session", "engine.bank_source", "engine.results",
+    "embopt_tui.cli", "engine.spec", "engine.events", "engine.run.steering",
+    "engine.rundir.report", "engine.rundir.store", "engine.run.session", "engine.banks.source", "engine.results",
     "engine.methods", "engine.methods.options",
 )  # fmt: skip
 
@@ -62,7 +62,7 @@ def offenders(modules: list[str], banned: tuple[str, ...]) -> dict[str, str]:
 
 def test_engine_never_imports_a_face() -> None:
     modules = engine_modules()
-    assert "engine.store" in modules and "engine.spec" in modules
+    assert "engine.rundir.store" in modules and "engine.spec" in modules
     assert offenders(modules, FACES) == {}
 
 
@@ -74,14 +74,14 @@ INLINE_RUN = """
 import sys
 from pathlib import Path
 from engine.mini.corpus import LILY_STORY
-from engine.runner import run_queue
+from engine.run.runner import run_queue
 from engine.spec import Backend, Experiment, Spec, Story
 
 backend = Backend(encoder="tiny_encoder", decoder="tiny_decoder", tokenizer="tiny_encoder",
                   predictor=sys.argv[1], device="cpu")
 spec = Spec(Path("experiments.toml"), backend, {"lily": Story("lily", LILY_STORY)}, (Experiment("a", "Hi.", steps=1),))
 assert run_queue(spec, lambda event: None, lambda: False).status == "done"
-print("ray" in sys.modules, "engine.executors.ray" in sys.modules)
+print("ray" in sys.modules, "engine.run.executors.ray" in sys.modules)
 """
 
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from engine import events as ev
-from engine.bank import load_bank
-from engine.bank_source import BANK_CORPUS
+from engine.banks.bank import load_bank
+from engine.banks.source import BANK_CORPUS
 from engine.methods.options import BankSearchOptions, BankSwapOptions, GradientOptions, TokenSwapOptions
 from engine.mini.corpus import LILY_STORY
-from engine.objectives import cycle_distance
-from engine.optimize import optimize_batch
-from engine.problem import Scorer, build_problem, fast_forward
-from engine.runner import load_models, run_queue
+from engine.scoring.objectives import cycle_distance
+from engine.run.batches import optimize_batch
+from engine.scoring.problem import Scorer, build_problem, fast_forward
+from engine.run.runner import load_models, run_queue
 from engine.spec import Backend, Experiment, Objective, Spec, Story
 
 LILY = Story("lily", LILY_STORY, optimize=0, targets=(1,))
@@ -118,7 +118,7 @@ def test_bank_search_returns_the_planted_best_first(models, scorer, tmp_path):
 
 
 def load_sentences(models) -> list[str]:
-    from engine.bank_source import corpus_sentences
+    from engine.banks.source import corpus_sentences
 
     return list(corpus_sentences()[:400])
 

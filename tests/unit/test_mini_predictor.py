@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.mini import PREDICTOR_DIR
-from engine.predictors import (
+from engine.models.predictor import (
     PredictorConfig,
     PredictorError,
     SonarLLMPredictor,

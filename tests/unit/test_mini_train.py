@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.predictors import load_predictor
+from engine.models.predictor import load_predictor
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]

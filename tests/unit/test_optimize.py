@@ -8,10 +8,10 @@ import torch
 from engine.events import Decoded, ExperimentStarted, Step
 from engine.mini.corpus import LILY_STORY
 from engine.methods.gradient import optimizer_step
-from engine.optimize import optimize_batch
-from engine.problem import build_problem, predict
-from engine.predictors import BEGIN_TEXT
-from engine.runner import load_models
+from engine.run.batches import optimize_batch
+from engine.scoring.problem import build_problem, predict
+from engine.models.predictor import BEGIN_TEXT
+from engine.run.runner import load_models
 from engine.spec import Experiment, Objective, Story
 
 LILY = Story("lily", LILY_STORY, optimize=0, targets=(1, 2))
@@ -165,8 +165,8 @@ def test_oracle_equals_the_full_story_through_the_predictor(models):
 
 
 def test_add_begin_predictors_get_the_begin_sentence_first(models, tiny_dir, tmp_path):
-    from engine.predictors import load_predictor
-    from engine.tiny import write_tiny_predictor
+    from engine.models.predictor import load_predictor
+    from engine.mini.tiny import write_tiny_predictor
 
     predictor = load_predictor(write_tiny_predictor(tmp_path / "p", add_begin=True))
     story = Story("first", LILY_STORY, optimize=0, targets=(0, 1))  # target 0 is predicted from BEGIN_TEXT
@@ -178,7 +178,7 @@ def test_add_begin_predictors_get_the_begin_sentence_first(models, tiny_dir, tmp
 
 
 def test_identical_rows_decode_once_to_the_same_text(models):
-    from engine.problem import decode_unique
+    from engine.scoring.problem import decode_unique
 
     calls = []
     space = models.space
@@ -199,8 +199,8 @@ def test_identical_rows_decode_once_to_the_same_text(models):
 @pytest.mark.parametrize("kv_heads", [4, 2])
 @pytest.mark.parametrize("length", [1, 2, 5])
 def test_the_lean_forward_is_the_predictor(kv_heads, length):
-    from engine.fast_llama import lean_forward
-    from engine.predictors import PredictorConfig, SonarLLMPredictor
+    from engine.models.fast_llama import lean_forward
+    from engine.models.predictor import PredictorConfig, SonarLLMPredictor
 
     torch.manual_seed(0)
     llama = {
@@ -220,8 +220,8 @@ def test_the_lean_forward_is_the_predictor(kv_heads, length):
 
 
 def test_the_lean_forward_declines_configs_it_does_not_cover():
-    from engine.fast_llama import lean_forward
-    from engine.predictors import PredictorConfig, SonarLLMPredictor
+    from engine.models.fast_llama import lean_forward
+    from engine.models.predictor import PredictorConfig, SonarLLMPredictor
 
     llama = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
              "num_key_value_heads": 2, "attention_bias": True}
@@ -229,9 +229,9 @@ def test_the_lean_forward_declines_configs_it_does_not_cover():
 
 
 def test_the_lean_forward_matches_the_shipped_predictor_bit_for_bit():
-    from engine.fast_llama import lean_forward
+    from engine.models.fast_llama import lean_forward
     from engine.mini import PREDICTOR_DIR
-    from engine.predictors import load_predictor
+    from engine.models.predictor import load_predictor
 
     predictor = load_predictor(PREDICTOR_DIR)
     x = torch.randn(8, 2, predictor.config.embed_dim, generator=torch.Generator().manual_seed(0)) * 0.2

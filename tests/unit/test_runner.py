@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine.control import QueueControl
+from engine.run.steering import QueueControl
 from engine.mini.corpus import LILY_STORY
-from engine.runner import RunResult, load_models, run_queue
+from engine.run.runner import RunResult, load_models, run_queue
 from engine.spec import Experiment, Spec, Story
 
 # Every results field the engine fills ("best" compares rows: the store marks it), plus z.
@@ -244,13 +244,13 @@ def test_the_real_sonar_card_names_run_the_same_engine(tmp_path, tiny_dir):
     overlay = tmp_path / "overlay"
     overlay_names = ["text_sonar_basic_encoder@user", "text_sonar_basic_decoder@user"]
     subprocess.run(
-        [sys.executable, "-m", "engine.tiny", str(overlay), "--names", *overlay_names],
+        [sys.executable, "-m", "engine.mini.tiny", str(overlay), "--names", *overlay_names],
         check=True, cwd=repo, capture_output=True,
     )
     run = f"""
 import torch; torch.set_num_threads(1)
 from pathlib import Path
-from engine.runner import run_queue
+from engine.run.runner import run_queue
 from engine.spec import Backend, Experiment, Spec, Story
 from engine import events as ev
 backend = Backend(kind="sonar", encoder="text_sonar_basic_encoder", decoder="text_sonar_basic_decoder",
@@ -270,7 +270,7 @@ print(result.status, ready.backend, ready.device, ready.dim, result.experiments[
 
 
 def test_a_predictor_of_another_width_is_a_backend_error(tiny_backend, tmp_path):
-    from engine.tiny import write_tiny_predictor
+    from engine.mini.tiny import write_tiny_predictor
 
     narrow = write_tiny_predictor(tmp_path / "narrow", embed_dim=16)
     rec = Recorder()

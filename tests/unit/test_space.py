@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.space import load_space
+from engine.models.space import load_space
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,11 +62,11 @@ def test_real_card_names_resolve_through_user_overlays(tmp_path):
     overlay = tmp_path / "overlay"
     overlay_names = ["text_sonar_basic_encoder@user", "text_sonar_basic_decoder@user"]
     subprocess.run(
-        [sys.executable, "-m", "engine.tiny", str(overlay), "--names", *overlay_names],
+        [sys.executable, "-m", "engine.mini.tiny", str(overlay), "--names", *overlay_names],
         check=True, cwd=REPO, capture_output=True,
     )
     check = (
-        "from engine.spec import Backend; from engine.space import load_space;"
+        "from engine.spec import Backend; from engine.models.space import load_space;"
         "s = load_space(Backend(kind='sonar', encoder='text_sonar_basic_encoder',"
         " decoder='text_sonar_basic_decoder', tokenizer='text_sonar_basic_encoder', device='cpu'));"
         "print(s.dim, len(s.decode(s.encode(['I like cheese.']), max_len=8)))"
@@ -86,7 +86,7 @@ def test_greedy_decode_matches_a_width_one_beam_search(space):
 
 
 def _pipeline_greedy(space, vectors, max_len):
-    """sonar's public greedy decode, as engine.space did it before engine.fast_decoder."""
+    """sonar's public greedy decode, as engine.models.space did it before engine.models.fast_decoder."""
     from fairseq2.generation.sampling import TopKSampler
 
     return space.decoder_pipeline.predict(

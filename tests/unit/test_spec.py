@@ -465,7 +465,7 @@ def test_long_or_multiline_values_stay_on_one_line() -> None:
 
 
 def test_spec_module_does_not_import_torch() -> None:
-    code = "import sys, engine.spec; assert 'torch' not in sys.modules and 'engine.predictors' not in sys.modules"
+    code = "import sys, engine.spec; assert 'torch' not in sys.modules and 'engine.models.predictor' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
 

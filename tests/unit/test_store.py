@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine import report
-from engine.store import EVENTS_FILE, RunStore, StoreError, read_events
+from engine.rundir import report
+from engine.rundir.store import EVENTS_FILE, RunStore, StoreError, read_events
 
 CONFIG = '# the exact text, comments included\n[backend]\nkind = "mini"\n'
 
@@ -229,7 +229,7 @@ sentences = ["Begin of text.", "There was a boy named Tom.", "I like cheese."]
 
 def test_session_saves_everything_even_when_a_face_breaks(tiny_dir: Path, tmp_path: Path) -> None:
     """A face whose output died (SSH dropped) is dropped; the engine and the run directory carry on."""
-    from engine.session import Session
+    from engine.run.session import Session
 
     config = tmp_path / "q.toml"
     only = '[[experiments]]\nname = "only"\nstory = "s"\ninit = "I like cheese."\nsteps = 3\n'
@@ -272,7 +272,7 @@ LIVE_EDIT = LIVE_QUEUE.replace("lr = 0.02", "lr = 0.3") + '\n[[experiments]]\nna
 
 def test_live_edits_survive_a_resume(tiny_dir: Path, tmp_path: Path) -> None:
     """An experiment added and an lr changed mid-run are what --resume continues, not the config as started."""
-    from engine.session import Session
+    from engine.run.session import Session
     from engine.spec import parse_spec
 
     config = tmp_path / "q.toml"

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from engine import events as ev
-from engine.predictors import PredictorError, load_predictor
-from engine.runner import run_queue
+from engine.models.predictor import PredictorError, load_predictor
+from engine.run.runner import run_queue
 from engine.spec import Experiment, Spec, Story
 
 

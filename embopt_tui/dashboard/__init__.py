@@ -1,0 +1,1 @@
+"""The Textual dashboard: the app, its state folded from engine events, and its widgets."""

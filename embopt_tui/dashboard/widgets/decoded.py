@@ -1,0 +1,72 @@
+"""What z and the predictions decode to, each prediction beside its target."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from embopt_tui.dashboard.state import ExperimentView
+from embopt_tui.format import ellipsize, num
+
+HISTORY_SHOWN = 4
+Z_LINES = 2  # garbage decodes run to max_len tokens: keep z to two lines, the rest to one
+
+
+class DecodedView(Widget):
+    """Latest decode of z, every prediction against its target (exact matches marked), z's history."""
+
+    BORDER_TITLE = "Decoded"
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.view: ExperimentView | None = None
+        self._shown: tuple[object, ...] | None = None
+
+    def show(self, view: ExperimentView | None) -> None:
+        self.view = view
+        key = () if view is None else (view.name, view.decoded, len(view.z_history), view.result is None, view.text)
+        if key != self._shown:  # decodes come every few steps: most frames change nothing here
+            self._shown = key
+            self.refresh()
+
+    def render(self) -> Text:
+        return render_decoded(self.view, max(20, self.size.width))
+
+
+def render_decoded(x: ExperimentView | None, width: int) -> Text:
+    d = x.decoded if x is not None else None
+    result = x.result if x is not None else None
+    if x is None or (d is None and not result):
+        return Text("No decode yet: z and its predictions are decoded every few steps.", style="dim")
+    if d is not None:
+        z_text, step = d.z_text, d.step
+        predictions, targets, exact = d.predictions, d.targets, d.exact
+    else:
+        assert result is not None
+        z_text, step = str(result.get("decoded_z") or ""), x.step
+        predictions = tuple(result.get("decoded_predictions") or ())
+        exact = tuple(result.get("exact_match") or ())
+        targets = x.targets or tuple(result.get("targets") or ())
+    head = f"z @ {step}: "
+    lines = [Text.assemble((head, "bold"), (ellipsize(z_text, Z_LINES * width - len(head) - 1), "magenta"))]
+    if x.text and x.text != z_text:  # the best real sentence so far, when z does not decode to it now
+        label = f"text {num(x.text_sim)}: "
+        lines.append(Text.assemble((label, "bold"), (ellipsize(x.text, width - len(label) - 1), "bold magenta")))
+    for i, prediction in enumerate(predictions):
+        hit = i < len(exact) and bool(exact[i])
+        target = targets[i] if i < len(targets) else ""
+        lines.append(
+            Text.assemble(
+                ("✓ " if hit else "· ", "bold green" if hit else "dim"),
+                ("pred   ", "dim"),
+                (ellipsize(prediction, width - 9), "bold green" if hit else ""),
+            )
+        )
+        lines.append(Text.assemble(("  target ", "dim"), (ellipsize(target, width - 9), "green" if hit else "dim")))
+    history = [h for h in reversed(x.z_history) if h[0] != step][:HISTORY_SHOWN]
+    if history:
+        lines.append(Text("z before:", style="bold"))
+        for past_step, text in history:
+            label = f"  @{past_step:<4d} "
+            lines.append(Text.assemble((label, "dim"), ellipsize(text, width - len(label))))
+    return Text("\n").join(lines)

@@ -1,0 +1,389 @@
+"""The run directory: everything a run leaves behind, written as it happens.
+
+``RUNS_DIR/<UTC time>-<config stem>/`` holds
+
+- ``config.toml``: the exact config text the queue follows: the one the run
+  started from, replaced (atomically) by each live edit the engine applied, so
+  ``--resume`` continues the queue as it stood; ``config.started.toml`` keeps
+  the original once an edit replaced it;
+- ``events.jsonl``: every event, one JSON object per line, appended and flushed
+  line by line: the full history, and what ``--resume`` rebuilds a killed run from;
+- ``results.json``: ``status, config, started, finished, best, experiments`` (plus
+  ``resumed``, ``backend``, ``error``), rewritten atomically (temp file + ``os.replace``)
+  when the run starts and after every finished experiment, so a killed run loses
+  nothing that finished;
+- ``results.md`` / ``results.csv``: the same rows through :mod:`engine.rundir.report`;
+- ``embeddings.safetensors``: the final z of each experiment, keyed by its name.
+
+A :class:`RunStore` is an event consumer (``store.record(event)``);
+:meth:`RunStore.open` reopens a directory to complete it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from engine import events as ev
+from engine.rundir import report
+from engine.results import FIELDS, FINISHED, best_by_story, settings
+from engine.spec import SpecError, parse_spec
+
+CONFIG_FILE = "config.toml"
+STARTED_CONFIG_FILE = "config.started.toml"  # the config as started, once a live edit replaced config.toml
+EVENTS_FILE = "events.jsonl"
+RESULTS_FILE = report.RESULTS_FILE
+MARKDOWN_FILE = "results.md"
+CSV_FILE = "results.csv"
+EMBEDDINGS_FILE = "embeddings.safetensors"
+COMPLETED = FINISHED  # statuses a resume keeps; everything else runs again
+
+
+class StoreError(Exception):
+    """A run directory that cannot be created or reopened: ``str(err)`` is one line."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _finite(value: Any) -> Any:
+    """NaN/Inf become null: results.json stays standard JSON that any tool reads."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_events(path: Path) -> tuple[list[ev.Event], int]:
+    """Events of an ``events.jsonl``; also the byte length of its complete lines.
+
+    A process killed mid-write leaves a last line without its newline (or cut
+    inside the JSON): that line is ignored, and so is any line this version
+    cannot read.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    good = raw.rfind(b"\n") + 1  # everything after the last newline is a torn write
+    out: list[ev.Event] = []
+    for line in raw[:good].splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(ev.event_from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out, good
+
+
+class RunStore:
+    """Consumes events and keeps the run directory up to date. Thread-safe."""
+
+    def __init__(self, run_dir: Path, config_text: str, config_path: str, started: str) -> None:
+        self.run_dir = run_dir
+        self.config_text = config_text
+        self.config_path = config_path
+        self.started = started
+        self.finished: str | None = None
+        self.status = "running"
+        self.error: str | None = None
+        self.backend: dict[str, Any] | None = None
+        self.resumed: list[str] = []
+        self.spec: Any = None  # engine.spec.Spec when known: fills rows of experiments not yet finished
+        self._order: list[str] = []
+        self._live: dict[str, str] = {}  # name -> running/pending status of unfinished experiments
+        self._started_rows: dict[str, dict[str, Any]] = {}  # what ExperimentStarted told about running ones
+        self._rows: dict[str, dict[str, Any]] = {}  # finished experiments (any final status), without z
+        self._z: dict[str, list[float]] = {}
+        self._lock = threading.RLock()
+        self._events = open(run_dir / EVENTS_FILE, "ab")
+
+    # --- creation ---------------------------------------------------------
+    @classmethod
+    def create(cls, config_path: str | Path, runs_dir: str | Path, config_text: str | None = None) -> "RunStore":
+        """A new directory ``runs_dir/<UTC time>-<config stem>`` holding the config as run."""
+        config_path = Path(config_path)
+        if config_text is None:
+            try:
+                config_text = config_path.read_text(encoding="utf-8")
+            except OSError as err:
+                raise StoreError(f"{config_path}: cannot read: {err.strerror}") from None
+        runs_dir = Path(runs_dir).absolute()  # the path shown and logged must work from anywhere
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"{runs_dir}: cannot create runs directory: {err.strerror}") from None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        base = f"{stamp}-{config_path.stem or 'run'}"
+        for n in range(1, 1000):  # two runs in the same second get -2, -3, ...
+            run_dir = runs_dir / (base if n == 1 else f"{base}-{n}")
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise StoreError(f"{run_dir}: cannot create run directory: {err.strerror}") from None
+        else:
+            raise StoreError(f"{runs_dir}: too many runs named {base}")
+        write_atomic(run_dir / CONFIG_FILE, config_text)
+        return cls(run_dir, config_text, str(config_path.resolve()), utc_now())
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "RunStore":
+        """Reopen a run to complete it: finished experiments come from ``events.jsonl``
+        (falling back to ``results.json``), whatever the files say about the rest."""
+        if not Path(run_dir).is_dir():
+            raise StoreError(f"{run_dir}: no such run directory")
+        run_dir = Path(run_dir).absolute()
+        try:
+            config_text = (run_dir / CONFIG_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise StoreError(f"{run_dir}: not a run directory (no {CONFIG_FILE})") from None
+        except OSError as err:
+            raise StoreError(f"{run_dir / CONFIG_FILE}: cannot read: {err.strerror}") from None
+        previous: dict[str, Any] = {}
+        try:
+            loaded = json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+            previous = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            pass  # killed before the first write, or torn: events.jsonl has the history
+        events_path = run_dir / EVENTS_FILE
+        history, good = read_events(events_path)
+        if events_path.exists() and events_path.stat().st_size != good:
+            with open(events_path, "r+b") as f:  # drop the torn last line so appends start clean
+                f.truncate(good)
+
+        started = next((e for e in history if isinstance(e, ev.RunStarted)), None)
+        config_path = previous.get("config") or (started.config_path if started else str(run_dir / CONFIG_FILE))
+        began = previous.get("started") or (
+            datetime.fromtimestamp(started.time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if started else utc_now()
+        )
+        applied = [e.text for e in history if isinstance(e, ev.ConfigApplied) and e.text]
+        if applied and applied[-1] != config_text:  # killed between the event and the config's rewrite
+            write_atomic(run_dir / CONFIG_FILE, applied[-1])
+            config_text = applied[-1]
+        store = cls(run_dir, config_text, str(config_path), str(began))
+        store.resumed = list(previous.get("resumed") or [])
+        if isinstance(previous.get("backend"), dict):
+            store.backend = previous["backend"]
+        for row in previous.get("experiments") or []:
+            if isinstance(row, dict) and row.get("status") in COMPLETED and "name" in row:
+                store._rows[str(row["name"])] = dict(row)
+        store._z.update(_read_embeddings(run_dir / EMBEDDINGS_FILE))
+        for event in history:  # events win over results.json: they are written first
+            if isinstance(event, ev.ExperimentFinished):
+                store._take_result(event.name, event.status, dict(event.result))
+            elif isinstance(event, (ev.RunStarted, ev.QueueChanged)):
+                store._order = list(event.experiments if isinstance(event, ev.RunStarted) else event.names)
+        return store
+
+    # --- what resume needs --------------------------------------------------
+    @property
+    def completed(self) -> dict[str, dict[str, Any]]:
+        """Finished (done/failed) results by name, with ``z`` when known: run_queue skips these."""
+        with self._lock:
+            out = {}
+            for name, row in self._rows.items():
+                if row.get("status") in COMPLETED:
+                    full = dict(row)
+                    if name in self._z:
+                        full["z"] = list(self._z[name])
+                    out[name] = full
+            return out
+
+    # --- consuming events ---------------------------------------------------
+    def record(self, event: ev.Event) -> None:
+        """Append the event to events.jsonl; rewrite the summaries when something finished."""
+        line = (json.dumps(event.to_json(), separators=(",", ":")) + "\n").encode("utf-8")
+        with self._lock:
+            if self._events.closed:  # an event after the run ended (a face's late note): still recorded
+                self._events = open(self.run_dir / EVENTS_FILE, "ab")
+            self._events.write(line)
+            self._events.flush()
+            rewrite = False
+            if isinstance(event, ev.RunStarted):
+                self._order = list(event.experiments)
+                self.status = "running"
+                self.finished = None
+                if event.resumed:
+                    self.resumed.append(utc_now())
+                rewrite = True
+            elif isinstance(event, ev.QueueChanged):
+                self._order = list(event.names)
+                for name, status in zip(event.names, event.statuses):
+                    if status in (ev.PENDING, ev.RUNNING):
+                        self._live[name] = status
+            elif isinstance(event, ev.ConfigApplied):
+                self._apply_config(event.text)
+            elif isinstance(event, ev.BackendReady):
+                self.backend = {
+                    "backend": event.backend, "device": event.device, "dim": event.dim,
+                    "reference_norm": event.reference_norm, "load_seconds": event.seconds,
+                    "predictor": event.predictor, "predictor_revision": event.predictor_revision,
+                }  # fmt: skip
+            elif isinstance(event, ev.BackendFailed):
+                self.error = event.error
+                rewrite = True
+            elif isinstance(event, ev.ExperimentStarted):
+                for name in event.batch or (event.name,):
+                    self._live[name] = ev.RUNNING
+                self._started_rows[event.name] = {"init_sim": event.init_sim, "oracle_sim": event.oracle_sim}
+                # Once per batch, so a killed run's results.json says what was running.
+                rewrite = not event.batch or event.name == event.batch[-1]
+            elif isinstance(event, ev.ExperimentFinished):
+                self._take_result(event.name, event.status, dict(event.result))
+                self._events.flush()
+                os.fsync(self._events.fileno())
+                rewrite = True
+            elif isinstance(event, ev.RunFinished):
+                self.status = event.status
+                self.finished = utc_now()
+                os.fsync(self._events.fileno())
+                rewrite = True
+            if rewrite:
+                self._write_summaries(embeddings=isinstance(event, (ev.ExperimentFinished, ev.RunFinished)))
+
+    def _apply_config(self, text: str) -> None:
+        """A live edit the engine applied becomes the run's config.toml (the first one keeps the original aside)."""
+        if not text or text == self.config_text:
+            return
+        started = self.run_dir / STARTED_CONFIG_FILE
+        if not started.exists():
+            write_atomic(started, self.config_text)
+        write_atomic(self.run_dir / CONFIG_FILE, text)
+        self.config_text = text
+        try:  # placeholder rows of the experiments the edit added take their settings from it
+            self.spec = parse_spec(text, self.run_dir / CONFIG_FILE, base_dir=Path(self.config_path).parent)
+        except SpecError:
+            pass  # it was valid when applied; a predictor folder removed since then only costs the placeholders
+
+    def _take_result(self, name: str, status: str, result: dict[str, Any]) -> None:
+        z = result.pop("z", None)
+        if z is not None:
+            self._z[name] = [float(v) for v in z]
+        result.setdefault("name", name)
+        result["status"] = status
+        self._rows[name] = result
+        self._live.pop(name, None)
+        self._started_rows.pop(name, None)
+
+    # --- ending -----------------------------------------------------------
+    def finish(self, status: str) -> None:
+        """Set the final status when the queue ends without a RunFinished event (e.g. a crash)."""
+        with self._lock:
+            self.status = status
+            self.finished = utc_now()
+            self._write_summaries(embeddings=True)
+
+    def emergency_flush(self, timeout: float = 1.0) -> bool:
+        """Called on a forced exit from another thread: mark the run interrupted if the lock is free soon."""
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        try:
+            self.status = ev.INTERRUPTED
+            self.finished = utc_now()
+            self._events.flush()
+            self._write_summaries(embeddings=False)
+            return True
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._events.closed:
+                self._events.close()
+
+    # --- the summaries ------------------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """Rows of results.json in queue order; unfinished ones as pending/running placeholders."""
+        with self._lock:
+            names = list(self._order) + [n for n in self._rows if n not in self._order]
+            rows = [self._row(name) for name in names]
+            best = set(best_by_story(rows).values())
+            for row in rows:
+                row["best"] = row["name"] in best
+            return rows
+
+    def _row(self, name: str) -> dict[str, Any]:
+        row = self._rows.get(name)
+        if row is not None and name not in self._live:
+            out = {f: row.get(f) for f in FIELDS}
+            out.update({k: v for k, v in row.items() if k not in out})
+            return _finite(out)
+        out = dict.fromkeys(FIELDS)
+        out.update(name=name, status=self._live.get(name, ev.PENDING))
+        experiment = self._experiment(name)
+        if experiment is not None:
+            out.update(settings(experiment, self.spec.story_of(experiment)))
+        out.update(self._started_rows.get(name, {}))
+        return _finite(out)
+
+    def _experiment(self, name: str) -> Any:
+        if self.spec is None:
+            return None
+        return next((e for e in self.spec.experiments if e.name == name), None)
+
+    def results(self) -> dict[str, Any]:
+        """The results.json object."""
+        with self._lock:
+            rows = self.rows()
+            return {
+                "status": self.status,
+                "config": self.config_path,
+                "started": self.started,
+                "finished": self.finished,
+                "best": best_by_story(rows),
+                "resumed": list(self.resumed),
+                "backend": self.backend,
+                "error": self.error,
+                "experiments": rows,
+            }
+
+    def _write_summaries(self, embeddings: bool) -> None:
+        data = self.results()
+        write_atomic(self.run_dir / RESULTS_FILE, json.dumps(data, indent=2, allow_nan=False) + "\n")
+        run = report.Run(str(self.run_dir), data)
+        write_atomic(self.run_dir / MARKDOWN_FILE, report.format_markdown([run]))
+        write_atomic(self.run_dir / CSV_FILE, report.format_csv([run]))
+        if embeddings and self._z:
+            _write_embeddings(self.run_dir / EMBEDDINGS_FILE, self._z)
+
+
+def _write_embeddings(path: Path, zs: Mapping[str, list[float]]) -> None:
+    import numpy as np  # lazily: the CLI's start-up never needs it
+    from safetensors.numpy import save
+
+    tensors = {name: np.asarray(z, dtype=np.float32) for name, z in zs.items()}
+    write_atomic(path, save(tensors, metadata={"content": "final z per experiment, keyed by experiment name"}))
+
+
+def _read_embeddings(path: Path) -> dict[str, list[float]]:
+    if not path.exists():
+        return {}
+    try:
+        from safetensors.numpy import load_file
+
+        return {name: array.astype("float64").tolist() for name, array in load_file(str(path)).items()}
+    except Exception:  # a torn file is rebuilt from the results that follow
+        return {}

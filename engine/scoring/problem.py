@@ -1,0 +1,159 @@
+"""The story around z, embedded once, and exact scoring of anything put in z's place.
+
+Every method scores through here, so a number means the same whatever found it:
+``sims`` is the mean cosine similarity of the predictions with their targets
+(the ``final_sim`` / ``text_sim`` metric), ``loss`` the experiment's objective.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from engine.models.fast_llama import lean_forward
+from engine.scoring.objectives import TargetTokens, Weights, cosine_sims, objective_loss, rowwise
+from engine.models.predictor import BEGIN_TEXT
+from engine.spec import Objective, Story
+
+MAX_DECODE_LEN = 64
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is constant for a batch: the story around z, embedded once."""
+
+    prefix: Tensor  # [P, D] context (+ BEGIN_TEXT) and the sentences before z, model dtype
+    suffix: Tensor  # [S, D] the sentences after z that later targets need
+    targets: Tensor  # [T, D] float32 embeddings of the scored sentences
+    positions: Tensor  # [T] output position predicting each target
+    target_texts: tuple[str, ...]
+    oracle: Tensor  # [D] the true embedding of the replaced sentence
+    story_norms: Tensor  # [N] L2 norms of the story's sentence embeddings
+    tokens: TargetTokens | None  # target tokens, only when some row uses decoder_ce
+
+
+def build_problem(story: Story, space: Any, predictor: Any, *, need_tokens: bool) -> Problem:
+    prefix_texts = list(story.context)
+    if getattr(predictor.config, "add_begin", False) and prefix_texts[:1] != [BEGIN_TEXT]:
+        prefix_texts.insert(0, BEGIN_TEXT)
+    offset = len(prefix_texts)
+    positions = [offset + t - 1 for t in story.targets]
+    if min(positions) < 0:
+        raise ValueError(f"story {story.name!r}: target 0 has no preceding sentence to predict it from")
+    embedded = space.encode(prefix_texts + list(story.sentences)).to(dtype=space.dtype)
+    context, sentences = embedded[:offset], embedded[offset:]
+    last = max(max(story.targets), story.optimize + 1)  # sentences at indices >= last are never read
+    predictor_dtype = next(predictor.parameters()).dtype
+    tokens = None
+    if need_tokens:
+        ids, lens = space.tokenize_targets([story.sentences[t] for t in story.targets])
+        tokens = TargetTokens(ids, lens)
+    return Problem(
+        prefix=torch.cat([context, sentences[: story.optimize]]).to(predictor_dtype),
+        suffix=sentences[story.optimize + 1 : last].to(predictor_dtype),
+        targets=sentences[list(story.targets)].float(),
+        positions=torch.tensor(positions, device=embedded.device),
+        target_texts=tuple(story.sentences[t] for t in story.targets),
+        oracle=sentences[story.optimize].float(),
+        story_norms=sentences.float().norm(dim=1),
+        tokens=tokens,
+    )
+
+
+def predict(model: Callable[[Tensor], Tensor], problem: Problem, z: Tensor) -> Tensor:
+    """[A, T, D] float32 predictions of the targets with z [A, D] in place of the replaced sentence.
+
+    ``model`` is the predictor or its :func:`fast_forward` (same function, fewer operations).
+    """
+    a = z.shape[0]
+    seq = torch.cat(
+        [
+            problem.prefix.expand(a, -1, -1),
+            z.to(problem.prefix.dtype).unsqueeze(1),
+            problem.suffix.expand(a, -1, -1),
+        ],
+        dim=1,
+    )
+    return model(seq)[:, problem.positions].float()
+
+
+_fast: "weakref.WeakKeyDictionary[Any, Callable[[Tensor], Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def fast_forward(predictor: Any) -> Callable[[Tensor], Tensor]:
+    """The predictor's lean forward (engine.models.fast_llama) when its config allows, else the predictor; made once."""
+    if predictor not in _fast:
+        try:
+            lean = lean_forward(predictor)
+        except (AttributeError, TypeError, ValueError):  # a predictor shaped unlike SONAR-LLM: its own forward
+            lean = None
+        _fast[predictor] = lean or predictor
+    return _fast[predictor]
+
+
+def needs_tokens(objectives: Sequence[Objective]) -> bool:
+    return any(dict(o.weights).get("decoder_ce", 0.0) != 0.0 for o in objectives)
+
+
+@dataclass
+class Scorer:
+    """Exact scores of vectors or texts in z's place, for one batch's story."""
+
+    problem: Problem
+    space: Any
+    model: Callable[[Tensor], Tensor]
+
+    def predictions(self, z: Tensor, rows: int | None = None) -> Tensor:
+        return rowwise(lambda chunk: predict(self.model, self.problem, chunk), z, *(() if rows is None else (rows,)))
+
+    def score(self, z: Tensor, weights: Weights | None = None, rows: int | None = None) -> tuple[Tensor, Tensor]:
+        """(sims [N], loss [N]) of z [N, D] without gradients; loss is None-free: the objective when given, else -sims.
+
+        ``weights`` hold one row per row of z (or one row for all of them).
+        """
+        with torch.inference_mode():
+            preds = self.predictions(z, rows)
+            sims = cosine_sims(preds, self.problem.targets)
+            mean = sims.mean(dim=1)
+            if weights is None:
+                return mean, -mean
+            loss = objective_loss(
+                preds, self.problem.targets, weights, sims=sims, scorer=self.space, tokens=self.problem.tokens
+            )
+            return mean, loss
+
+    def encode(self, texts: Sequence[str]) -> Tensor:
+        """[N, D] float32 embeddings, one encoder call."""
+        with torch.inference_mode():
+            return self.space.encode(list(texts)).float()
+
+    def decode(self, vectors: Tensor, beam_size: int) -> list[str]:
+        return decode_unique(self.space, vectors, beam_size)
+
+    def exact_match(self, vectors: Tensor, beam_size: int) -> list[list[bool]]:
+        """For each vector [N, D]: does each prediction made from it decode exactly to its target."""
+        with torch.inference_mode():
+            preds = self.predictions(vectors)
+        t = preds.shape[1]
+        texts = self.decode(preds.reshape(-1, preds.shape[2]), beam_size)
+        wanted = self.problem.target_texts
+        return [[p.strip() == s.strip() for p, s in zip(texts[n * t : (n + 1) * t], wanted)] for n in range(len(vectors))]
+
+
+def decode_unique(space: Any, vectors: Tensor, beam_size: int) -> list[str]:
+    """``space.decode`` of each row, decoding bit-identical rows once.
+
+    Queues often hold rows that coincide: every row starting from the same
+    init text at step 0, and experiments differing only in ``steps`` until the
+    shorter one ends. Each row decodes on its own (batching does not change a
+    decode), so sharing the text is exact.
+    """
+    unique, inverse = torch.unique(vectors, dim=0, return_inverse=True)
+    if unique.shape[0] == vectors.shape[0]:
+        return space.decode(vectors, beam_size=beam_size, max_len=MAX_DECODE_LEN)
+    texts = space.decode(unique, beam_size=beam_size, max_len=MAX_DECODE_LEN)
+    return [texts[i] for i in inverse.tolist()]

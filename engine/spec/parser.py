@@ -1,0 +1,668 @@
+"""``experiments.toml`` -> frozen dataclasses.
+
+All validation happens here, up front; every error names the file and the
+line (when it can be found) or key path, in one line:
+``<file>:<line>: <key path>: <message>`` or ``<file>: <key path>: <message>``.
+
+Key paths read like the TOML: ``backend.device``, ``defaults.lr``,
+``stories.lily.targets[0]``, ``experiments[2] (higher_lr).lr``. List indices
+count from 0, like sentence indices; an experiment's name follows its index
+once the name itself is valid.
+
+This module must stay light (the CLI imports it at start-up): no torch, no
+fairseq2, not even ``engine.models.predictor``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from engine.banks.source import BANK_CORPUS, bank_source_problem, resolve_bank_path
+from engine.methods.options import (
+    BANK_METHODS,
+    GRADIENT,
+    INIT_FROM_BANK,
+    TOKEN_SWAP,
+    METHOD_OPTIONS,
+    METHODS,
+    all_option_keys,
+    methods_with,
+    option_fields,
+)
+from engine.models.predictor_dir import HUB_ID_FORM, parse_hub_id, predictor_dir_problem
+
+OPTIMIZERS = ("adam", "sgd")
+OBJECTIVES = ("cosine", "mse", "decoder_ce", "cycle")
+SOLO_OBJECTIVES = OBJECTIVES[:3]  # cycle needs a target term beside it
+BACKENDS = ("mini", "sonar")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "bfloat16", "float16")
+NORMS = ("reference", "none")  # or a positive number
+# Upper bounds: past these a typo (an extra zero, a pasted id) would run for days or fill memory.
+MAXIMA = {"steps": 1_000_000, "decode_every": 1_000_000, "beam_size": 64, "seed": 2**63 - 1}
+BOM = "\ufeff"  # editors on Windows start UTF-8 files with it; TOML itself does not allow it
+EXECUTORS = ("inline", "ray")
+
+# (encoder, decoder, tokenizer) card names used when [backend] leaves them out.
+DEFAULT_CARDS = {
+    "mini": ("embopt_mini_encoder", "embopt_mini_decoder", "embopt_mini_encoder"),
+    "sonar": ("text_sonar_basic_encoder", "text_sonar_basic_decoder", "text_sonar_basic_encoder"),
+}
+
+# The SONAR-LLM layout as engine.models.predictor reads it. Repeated here because
+# that module imports torch, which `--check` should not pay for; a unit test
+# keeps the two in agreement.
+
+TOP_KEYS = ("backend", "defaults", "stories", "experiments", "executor")
+EXECUTOR_KEYS = ("kind", "address", "workers", "gpus_per_worker", "max_attempts")
+BACKEND_KEYS = ("kind", "encoder", "decoder", "tokenizer", "predictor", "device", "dtype")
+STORY_KEYS = ("sentences", "optimize", "targets", "context")
+# Per-experiment settings; all of them may also be given in [defaults].
+DEFAULTABLE_KEYS = (
+    "story", "init", "lr", "steps", "optimizer", "objective", "norm", "decode_every", "beam_size", "seed",
+    "method", "bank", *all_option_keys(),
+)  # fmt: skip
+EXPERIMENT_KEYS = ("name", *DEFAULTABLE_KEYS)
+
+# Names people reach for from other tools; used only to suggest the real key.
+_ALIASES = {
+    "learning_rate": "lr", "step_size": "lr", "num_steps": "steps", "n_steps": "steps", "iterations": "steps",
+    "iters": "steps", "max_steps": "steps", "optim": "optimizer", "loss": "objective", "init_text": "init",
+    "initial": "init", "beam": "beam_size", "num_beams": "beam_size", "random_seed": "seed", "radius": "norm",
+    "projection": "norm", "decode_interval": "decode_every", "target": "targets", "target_index": "targets",
+    "optimize_index": "optimize", "sentence": "sentences", "text": "sentences", "prefix": "context",
+    "predictor_path": "predictor", "model": "predictor", "experiment": "experiments", "story": "stories",
+    "default": "defaults", "precision": "dtype", "backend_kind": "kind", "type": "kind",
+    "algorithm": "method", "search": "method", "sentences_file": "bank", "corpus": "bank", "k": "top_k",
+    "snap": "snap_every", "num_workers": "workers", "num_gpus": "gpus_per_worker", "retries": "max_attempts", "batch_size": "search_width", "width": "search_width", "project_nearest": "nearest",
+}  # fmt: skip
+
+
+class SpecError(Exception):
+    """A config problem: ``str(err)`` is the one line shown to users."""
+
+    def __init__(self, path: str | Path, where: str, message: str, line: int | None = None):
+        self.path = str(path)
+        self.where = where  # key path such as "experiments[2] (lower_lr).lr", or "" for file-level errors
+        self.message = " ".join(message.splitlines())  # one line, whatever the value quoted in it
+        self.line = line
+        location = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{location}: {where + ': ' if where else ''}{self.message}")
+
+
+@dataclass(frozen=True)
+class Backend:
+    kind: str = "mini"  # "mini" | "sonar"
+    encoder: str = "embopt_mini_encoder"  # fairseq2 card name
+    decoder: str = "embopt_mini_decoder"  # fairseq2 card name
+    tokenizer: str = "embopt_mini_encoder"  # card whose tokenizer is used
+    # SONAR-LLM directory (absolute), or a hub id "owner/name[@revision]"; None = the shipped mini predictor
+    predictor: str | None = None
+    device: str = "auto"
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where batches run: in the engine thread ("inline") or on a Ray cluster ("ray", engine/run/executors/ray.py)."""
+
+    kind: str = "inline"  # "inline" | "ray"
+    address: str = ""  # ray: "" = a private local cluster; "auto" or "host:port" = join an existing one
+    workers: int = 0  # ray: 0 = one per GPU (one per CPU core on a machine without GPUs)
+    gpus_per_worker: float = 1.0  # ray: GPUs each worker holds where the cluster has GPUs (0.5 packs two per GPU)
+    max_attempts: int = 3  # ray: runs of a batch whose worker died, before its experiments fail
+
+
+@dataclass(frozen=True)
+class Story:
+    name: str
+    sentences: tuple[str, ...]
+    optimize: int = 0  # index of the sentence replaced by z
+    targets: tuple[int, ...] = (1,)  # indices of the sentences scored, each > optimize
+    context: tuple[str, ...] = ()  # sentences put before the story, e.g. "Begin of text."
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A weighted sum of terms, e.g. (("cosine", 1.0), ("decoder_ce", 0.1)).
+
+    Terms come in the order of ``OBJECTIVES`` and zero weights are dropped, so
+    equal objectives compare equal however the config wrote them.
+    """
+
+    weights: tuple[tuple[str, float], ...] = (("cosine", 1.0),)
+
+    @property
+    def label(self) -> str:
+        if len(self.weights) == 1 and self.weights[0][1] == 1.0:
+            return self.weights[0][0]
+        return "+".join(f"{w:g}*{name}" for name, w in self.weights)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    init: str
+    story: str = "lily"
+    lr: float = 0.02
+    steps: int = 100
+    optimizer: str = "adam"
+    objective: Objective = Objective()
+    norm: str | float = "reference"  # "reference" | "none" | a positive number
+    decode_every: int = 10
+    beam_size: int = 1
+    seed: int = 0
+    method: str = GRADIENT  # one of engine.methods.options.METHODS
+    bank: str | None = None  # "corpus" or the absolute path of a sentence file
+    options: Any = METHOD_OPTIONS[GRADIENT]()  # the method's options dataclass
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    backend: Backend
+    stories: Mapping[str, Story]
+    experiments: tuple[Experiment, ...]
+    text: str = field(default="", repr=False, compare=False)  # the TOML exactly as validated
+    executor: Executor = Executor()
+
+    def story_of(self, experiment: Experiment) -> Story:
+        return self.stories[experiment.story]
+
+
+def load_spec(path: str | Path, *, base_dir: str | Path | None = None) -> Spec:
+    """Read and validate a config file; raises :class:`SpecError`.
+
+    ``base_dir`` is where relative predictor paths resolve (default: the
+    file's folder); a resumed run passes the original config's folder.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(path, "", "no such file") from None
+    except OSError as err:
+        raise SpecError(path, "", f"cannot read: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SpecError(path, "", f"not UTF-8 text (byte 0x{raw[err.start]:02x})", line) from None
+    return parse_spec(text, path, base_dir=base_dir)
+
+
+def parse_spec(text: str, path: str | Path = "experiments.toml", *, base_dir: str | Path | None = None) -> Spec:
+    """Validate TOML text (used by live reload too); raises :class:`SpecError`."""
+    path = Path(path)
+    text = text.removeprefix(BOM)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise _syntax_error(path, text, err) from None
+    folder = Path(base_dir) if base_dir is not None else path.parent
+    return _Parser(path, text, folder).spec(data)
+
+
+def _syntax_error(path: Path, text: str, err: tomllib.TOMLDecodeError) -> SpecError:
+    message = str(err)
+    at = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+    if at:
+        return SpecError(path, "", f"invalid TOML: {message[: at.start()]} (column {at.group(2)})", int(at.group(1)))
+    if message.endswith(" (at end of document)"):
+        problem = message.removesuffix(" (at end of document)")
+        return SpecError(path, "", f"invalid TOML: {problem} (at end of file)", max(1, len(text.splitlines())))
+    return SpecError(path, "", f"invalid TOML: {message}")
+
+
+# --- where an error is ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _At:
+    """A key path as shown to users (``label``) and as the line finder looks it up (``parts``)."""
+
+    label: str
+    parts: tuple[str | int, ...] = ()
+
+    def key(self, name: str) -> "_At":
+        shown = _key_label(name)
+        return _At(f"{self.label}.{shown}" if self.label else shown, self.parts + (name,))
+
+    def item(self, index: int) -> "_At":
+        return _At(f"{self.label}[{index}]", self.parts)  # list items share their key's line
+
+
+def _key_label(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
+
+
+class _LineFinder:
+    """Finds the line of a key by a light scan of the text, not a TOML parse.
+
+    Headers (``[backend]``, ``[stories.lily]``, the Nth ``[[experiments]]``)
+    delimit sections; inside the section a key path points into, the first
+    line starting with ``key =`` (or a dotted ``a.b =``) is the answer. When
+    the key is not written there (a missing key, an inline table), the
+    section's header line is. Header-like lines inside multi-line strings
+    can fool it; the line is a hint, the key path is the truth.
+    """
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+        self.headers: dict[tuple[str | int, ...], int] = {}
+        seen: dict[tuple[str | int, ...], int] = {}
+        for index, line in enumerate(self.lines):
+            match = _HEADER.match(line)
+            if not match:
+                continue
+            parts: tuple[str | int, ...] = tuple(p.strip().strip("\"'") for p in match.group(2).split("."))
+            if match.group(1) == "[[":
+                count = seen.get(parts, 0)
+                seen[parts] = count + 1
+                parts = (*parts, count)
+            self.headers.setdefault(parts, index)
+        self.starts = sorted(self.headers.values())
+
+    def line(self, parts: tuple[str | int, ...]) -> int | None:
+        for cut in range(len(parts), -1, -1):
+            head, rest = parts[:cut], parts[cut:]
+            if head and head not in self.headers:
+                continue
+            begin = self.headers[head] + 1 if head else 0
+            end = next((s for s in self.starts if s >= begin), len(self.lines))
+            keys = []
+            for part in rest:
+                if isinstance(part, int):
+                    break
+                keys.append(part)
+            for n in range(len(keys), 0, -1):
+                found = self._find_key(keys[:n], begin, end)
+                if found is not None:
+                    return found
+            if head:
+                return self.headers[head] + 1
+        return None
+
+    def _find_key(self, keys: list[str], begin: int, end: int) -> int | None:
+        quoted = [rf"(?:{re.escape(k)}|\"{re.escape(k)}\"|'{re.escape(k)}')" for k in keys]
+        pattern = re.compile(r"\s*" + r"\s*\.\s*".join(quoted) + r"\s*=")
+        for index in range(begin, end):
+            if pattern.match(self.lines[index]):
+                return index + 1
+        return None
+
+
+# --- validation ------------------------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    """A value as TOML would write it, prefixed by its TOML type, kept short."""
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value!r}"
+    if isinstance(value, str):
+        shown = json.dumps(value, ensure_ascii=False)
+        return f"string {shown if len(shown) <= 40 else shown[:36] + '...' + chr(34)}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a date/time {value}"
+
+
+def _choices(options: tuple[str, ...]) -> str:
+    return ", ".join(f'"{o}"' for o in options)
+
+
+def suggest(key: str, allowed: tuple[str, ...] | list[str]) -> str | None:
+    """The allowed key closest to a misspelt or foreign one, if any is close."""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    aliases = {alias: real for alias, real in _ALIASES.items() if real in allowed}
+    close = difflib.get_close_matches(key.lower(), list(aliases), n=1, cutoff=0.75)
+    return aliases[close[0]] if close else None
+
+
+class _Parser:
+    def __init__(self, path: Path, text: str, base_dir: Path):
+        self.path = path
+        self.text = text
+        self.base_dir = base_dir
+        self.finder = _LineFinder(text)
+        self.stories: dict[str, Story] = {}
+
+    def fail(self, at: _At, message: str) -> SpecError:
+        return SpecError(self.path, at.label, message, self.finder.line(at.parts))
+
+    # --- generic checks --------------------------------------------------------------------------------
+
+    def known_keys(self, table: dict[str, Any], at: _At, allowed: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = suggest(key, allowed)
+                tail = f"(did you mean '{hint}'?)" if hint else f"(allowed: {', '.join(allowed)})"
+                raise SpecError(self.path, at.label, f"unknown key '{key}' {tail}", self.finder.line(at.key(key).parts))
+
+    def table(self, value: Any, at: _At, written: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(at, f"must be a table, written {written}; got {_describe(value)}")
+        return value
+
+    def text_value(self, value: Any, at: _At) -> str:
+        if not isinstance(value, str):
+            raise self.fail(at, f"must be a string, got {_describe(value)}")
+        if not value.strip():
+            raise self.fail(at, "must be non-empty text")
+        return value
+
+    def choice(self, value: Any, at: _At, options: tuple[str, ...]) -> str:
+        if not isinstance(value, str) or value not in options:
+            raise self.fail(at, f"must be one of {_choices(options)}; got {_describe(value)}")
+        return value
+
+    def number(self, value: Any, at: _At, *, minimum: float, strict: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(at, f"must be a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise self.fail(at, f"must be a finite number, got {_describe(value)}")
+        if value < minimum or (strict and value == minimum):
+            raise self.fail(at, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+        return float(value)
+
+    def integer(self, value: Any, at: _At, *, minimum: int, maximum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(at, f"must be an integer, got {_describe(value)}")
+        if value < minimum:
+            raise self.fail(at, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.fail(at, f"must be <= {maximum:_}, got {value}")
+        return value
+
+    def text_list(self, value: Any, at: _At, *, min_len: int) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(at, f"must be an array of strings, got {_describe(value)}")
+        if len(value) < min_len:
+            raise self.fail(at, f"needs at least {min_len} sentences, got {len(value)}")
+        return tuple(self.text_value(item, at.item(i)) for i, item in enumerate(value))
+
+    # --- sections ------------------------------------------------------------------------------------------
+
+    def spec(self, data: dict[str, Any]) -> Spec:
+        root = _At("")
+        self.known_keys(data, root, TOP_KEYS)
+        backend = self.backend(self.table(data.get("backend"), root.key("backend"), "[backend]"), root.key("backend"))
+        self.stories = self.parse_stories(data.get("stories"), root.key("stories"))
+        at = root.key("defaults")
+        defaults = self.table(data.get("defaults"), at, "[defaults]")
+        self.known_keys(defaults, at, DEFAULTABLE_KEYS)
+        settings = {key: self.setting(key, value, at.key(key)) for key, value in defaults.items()}
+        experiments = self.experiments(data.get("experiments"), settings)
+        at = root.key("executor")
+        executor = self.executor(self.table(data.get("executor"), at, "[executor]"), at)
+        return Spec(self.path, backend, self.stories, experiments, self.text, executor)
+
+    def executor(self, raw: dict[str, Any], at: _At) -> Executor:
+        self.known_keys(raw, at, EXECUTOR_KEYS)
+        address = raw.get("address", "")
+        if not isinstance(address, str):
+            raise self.fail(at.key("address"), f'must be a string ("", "auto" or "host:port"), got {_describe(address)}')
+        return Executor(
+            kind=self.choice(raw.get("kind", "inline"), at.key("kind"), EXECUTORS),
+            address=address.strip(),
+            workers=self.integer(raw.get("workers", 0), at.key("workers"), minimum=0),
+            gpus_per_worker=self.number(raw.get("gpus_per_worker", 1.0), at.key("gpus_per_worker"), minimum=0, strict=True),
+            max_attempts=self.integer(raw.get("max_attempts", 3), at.key("max_attempts"), minimum=1),
+        )
+
+    def backend(self, raw: dict[str, Any], at: _At) -> Backend:
+        self.known_keys(raw, at, BACKEND_KEYS)
+        kind = self.choice(raw.get("kind", "mini"), at.key("kind"), BACKENDS)
+        cards = {
+            key: self.text_value(raw.get(key, default), at.key(key))
+            for key, default in zip(("encoder", "decoder", "tokenizer"), DEFAULT_CARDS[kind])
+        }
+        predictor = None
+        if "predictor" in raw:
+            predictor = self.predictor(raw["predictor"], at.key("predictor"))
+        elif kind == "sonar":
+            raise self.fail(
+                at.key("predictor"),
+                'required when kind = "sonar": a SONAR-LLM checkpoint directory or hub id'
+                ' (e.g. "raxtemur/sonar-llm-900m")',
+            )
+        device = self.choice(raw.get("device", "auto"), at.key("device"), DEVICES)
+        dtype = self.choice(raw.get("dtype", "float32"), at.key("dtype"), DTYPES)
+        return Backend(kind, predictor=predictor, device=device, dtype=dtype, **cards)
+
+    def predictor(self, value: Any, at: _At) -> str:
+        """An absolute directory, or a hub id kept as written (resolved when the engine loads it)."""
+        written = self.text_value(value, at)
+        directory = Path(os.path.expanduser(written))
+        if not directory.is_absolute():
+            directory = self.base_dir / directory
+        directory = Path(os.path.abspath(directory))
+        if not directory.exists() and parse_hub_id(written) is not None:
+            return written
+        problem = predictor_dir_problem(directory)
+        if problem:
+            shown = json.dumps(written) if str(directory) == written else f"{json.dumps(written)} ({directory})"
+            if not directory.exists():
+                problem = f"{problem}, nor is it a Hugging Face hub id ({HUB_ID_FORM})"
+            raise self.fail(at, f"{shown}: {problem}")
+        return str(directory)
+
+    def parse_stories(self, raw: Any, at: _At) -> dict[str, Story]:
+        if raw is None or raw == {}:
+            raise self.fail(_At(""), "no stories: add a [stories.NAME] table with its sentences")
+        stories = self.table(raw, at, "[stories.NAME]")
+        return {name: self.story(name, value, at.key(name)) for name, value in stories.items()}
+
+    def story(self, name: str, value: Any, at: _At) -> Story:
+        if not name.strip():
+            raise self.fail(at, "a story needs a non-empty name")
+        raw = self.table(value, at, f"[stories.{_key_label(name)}]")
+        self.known_keys(raw, at, STORY_KEYS)
+        if "sentences" not in raw:
+            raise self.fail(at, "missing required key 'sentences'")
+        sentences = self.text_list(raw["sentences"], at.key("sentences"), min_len=2)
+        last = len(sentences) - 1
+        optimize = self.index(raw.get("optimize", 0), at.key("optimize"), last)
+        if "targets" in raw:
+            targets = self.targets(raw["targets"], at.key("targets"), optimize, last)
+        elif optimize == last:
+            raise self.fail(
+                at.key("optimize"), f"index {optimize} is the last sentence: no sentence after it is left to score"
+            )
+        else:
+            targets = (optimize + 1,)
+        context = self.text_list(raw.get("context", []), at.key("context"), min_len=0)
+        return Story(name, sentences, optimize, targets, context)
+
+    def index(self, value: Any, at: _At, last: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(at, f"must be a sentence index (an integer), got {_describe(value)}")
+        if not 0 <= value <= last:
+            raise self.fail(at, f"index {value} is outside the story (sentences 0..{last})")
+        return value
+
+    def targets(self, value: Any, at: _At, optimize: int, last: int) -> tuple[int, ...]:
+        if not isinstance(value, list):
+            raise self.fail(at, f"must be an array of sentence indices, got {_describe(value)}")
+        if not value:
+            raise self.fail(at, "must list at least one sentence index")
+        targets: list[int] = []
+        for i, item in enumerate(value):
+            item_at = at.item(i)
+            index = self.index(item, item_at, last)
+            if index <= optimize:
+                raise self.fail(
+                    item_at,
+                    f"target {index} is not after optimize = {optimize}: the predictor is causal, "
+                    "so only later sentences depend on z",
+                )
+            if index in targets:
+                raise self.fail(item_at, f"target {index} is listed twice")
+            targets.append(index)
+        return tuple(targets)
+
+    def setting(self, key: str, value: Any, at: _At) -> Any:
+        """One per-experiment setting, checked where it is written (an experiment or [defaults])."""
+        if key == "story":
+            name = self.text_value(value, at)
+            if name not in self.stories:
+                hint = suggest(name, list(self.stories))
+                tail = f"did you mean '{hint}'?" if hint else f"stories: {', '.join(self.stories)}"
+                raise self.fail(at, f"unknown story '{name}' ({tail})")
+            return name
+        if key == "init":
+            return self.text_value(value, at)
+        if key == "lr":
+            return self.number(value, at, minimum=0, strict=True)
+        if key in ("steps", "decode_every", "beam_size"):
+            return self.integer(value, at, minimum=1, maximum=MAXIMA[key])
+        if key == "seed":
+            return self.integer(value, at, minimum=0, maximum=MAXIMA[key])
+        if key == "optimizer":
+            return self.choice(value, at, OPTIMIZERS)
+        if key == "objective":
+            return self.objective(value, at)
+        if key == "norm":
+            return self.norm(value, at)
+        if key == "method":
+            if not isinstance(value, str) or value not in METHODS:
+                hint = suggest(value, METHODS) if isinstance(value, str) else None
+                tail = f" (did you mean '{hint}'?)" if hint else ""
+                raise self.fail(at, f"must be one of {_choices(METHODS)}; got {_describe(value)}{tail}")
+            return value
+        if key == "bank":
+            written = self.text_value(value, at)
+            problem = bank_source_problem(written, self.base_dir)
+            if problem:
+                raise self.fail(at, problem)
+            return written if written == BANK_CORPUS else str(resolve_bank_path(written, self.base_dir).absolute())
+        return self.option(key, value, at)
+
+    def option(self, key: str, value: Any, at: _At) -> Any:
+        """A method option, checked by the type and minimum its dataclass field declares."""
+        spec = option_fields(methods_with(key)[0])[key]
+        minimum, maximum = spec.metadata.get("minimum"), spec.metadata.get("maximum")
+        if spec.type in (bool, "bool"):
+            if not isinstance(value, bool):
+                raise self.fail(at, f"must be true or false, got {_describe(value)}")
+            return value
+        if spec.type in (float, "float"):
+            number = self.number(value, at, minimum=minimum if minimum is not None else -math.inf, strict=False)
+        else:
+            number = self.integer(value, at, minimum=int(minimum) if minimum is not None else -(2**63))
+        if maximum is not None and number > maximum:
+            raise self.fail(at, f"must be <= {maximum:g}, got {value!r}")
+        return number
+
+    def objective(self, value: Any, at: _At) -> Objective:
+        if value == "cycle":
+            raise self.fail(at, "cycle alone has no target: add it to another term, e.g. {cosine = 1.0, cycle = 0.5}")
+        if isinstance(value, str):
+            return Objective(((self.choice(value, at, SOLO_OBJECTIVES), 1.0),))
+        if not isinstance(value, dict):
+            raise self.fail(
+                at, f"must be one of {_choices(SOLO_OBJECTIVES)} or a table of weights such as "
+                f"{{cosine = 1.0, decoder_ce = 0.1}}; got {_describe(value)}",
+            )  # fmt: skip
+        self.known_keys(value, at, OBJECTIVES)
+        weights = {name: self.number(w, at.key(name), minimum=0, strict=False) for name, w in value.items()}
+        if not any(w > 0 for name, w in weights.items() if name != "cycle"):
+            raise self.fail(at, "needs at least one weight > 0 on a term other than cycle")
+        return Objective(tuple((name, weights[name]) for name in OBJECTIVES if weights.get(name, 0) > 0))
+
+    def norm(self, value: Any, at: _At) -> str | float:
+        if isinstance(value, str):
+            if value in NORMS:
+                return value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            return self.number(value, at, minimum=0, strict=True)
+        raise self.fail(at, f'must be "reference", "none" or a number > 0; got {_describe(value)}')
+
+    def experiments(self, raw: Any, settings: dict[str, Any]) -> tuple[Experiment, ...]:
+        at = _At("experiments", ("experiments",))
+        if raw is None or raw == []:
+            raise self.fail(_At(""), "no experiments: add at least one [[experiments]] table")
+        if not isinstance(raw, list):
+            raise self.fail(at, f"must be an array of tables, written [[experiments]]; got {_describe(raw)}")
+        seen: dict[str, str] = {}
+        experiments = []
+        for i, value in enumerate(raw):
+            experiment = self.experiment(value, _At(f"experiments[{i}]", ("experiments", i)), settings)
+            if experiment.name in seen:
+                label = f"experiments[{i}] ({experiment.name})"
+                where = _At(f"{label}.name", ("experiments", i, "name"))
+                raise self.fail(where, f"duplicate experiment name '{experiment.name}' (also {seen[experiment.name]})")
+            seen[experiment.name] = f"experiments[{i}]"
+            experiments.append(experiment)
+        return tuple(experiments)
+
+    def experiment(self, value: Any, at: _At, settings: dict[str, Any]) -> Experiment:
+        raw = self.table(value, at, "[[experiments]]")
+        if "name" not in raw:
+            raise self.fail(at, "missing required key 'name'")
+        name = self.text_value(raw["name"], at.key("name"))
+        if name != name.strip() or re.search(r"[/\\\x00-\x1f\x7f]", name):
+            raise self.fail(
+                at.key("name"), f"must have no surrounding spaces, slashes or control characters; got {_describe(name)}"
+            )
+        at = _At(f"{at.label} ({name})", at.parts)
+        self.known_keys(raw, at, EXPERIMENT_KEYS)
+        values = dict(settings)
+        values.update({key: self.setting(key, v, at.key(key)) for key, v in raw.items() if key != "name"})
+        if "init" not in values:
+            raise self.fail(at, "missing required key 'init' (the text z starts from)")
+        if "story" not in values:
+            if len(self.stories) != 1:
+                raise self.fail(
+                    at, f"which story? set 'story' here or in [defaults] (stories: {', '.join(self.stories)})"
+                )
+            values["story"] = next(iter(self.stories))
+        return self.with_method(values, raw, at, name)
+
+    def with_method(self, values: dict[str, Any], raw: dict[str, Any], at: _At, name: str) -> Experiment:
+        """Split the method's options from the other settings and check what the method needs."""
+        method = values.get("method", GRADIENT)
+        fields = option_fields(method)
+        for key in raw:
+            if key in all_option_keys() and key not in fields:
+                owners = ", ".join(methods_with(key))
+                raise self.fail(at.key(key), f"is an option of method {owners}, not of method {method}")
+        # [defaults] may set options of several methods: each experiment takes those of its own.
+        chosen = {k: values.pop(k) for k in list(values) if k in all_option_keys()}
+        options = METHOD_OPTIONS[method](**{k: v for k, v in chosen.items() if k in fields})
+        bank = values.get("bank")
+        if bank is None and (method in BANK_METHODS or getattr(options, "nearest", False)):
+            needs = f"method = \"{method}\"" if method in BANK_METHODS else "nearest = true"
+            raise self.fail(at, f"{needs} needs a sentence bank: set bank = \"corpus\" or the path of a text file")
+        objective = values.get("objective")
+        if method != GRADIENT and objective is not None and "cycle" in dict(objective.weights):
+            raise self.fail(at.key("objective"), f"the cycle term applies to method gradient, not {method}")
+        if values.get("init") == INIT_FROM_BANK and method == TOKEN_SWAP:
+            if bank is None:
+                raise self.fail(at.key("init"), 'init = "bank" starts from the bank\'s best sentence: set bank too')
+        elif method == TOKEN_SWAP and options.n_replace > len(values["init"].split()):
+            words = len(values["init"].split())
+            where = at.key("n_replace") if "n_replace" in raw else at
+            raise self.fail(where, f"n_replace = {options.n_replace} is more than the {words} word(s) of init")
+        return Experiment(name=name, options=options, **values)
