@@ -40,11 +40,12 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("EMBOPT_THREADS", "1")))
     from engine.banks.bank import load_bank
-    from engine.methods.options import BankSearchOptions, BankSwapOptions
+    from engine.methods.bank_search import BankSearchOptions
+    from engine.methods.bank_swap import BankSwapOptions
     from engine.mini.corpus import LILY_STORY, generate_corpus
     from engine.run.batches import optimize_batch
     from engine.scoring.problem import build_problem, fast_forward, predict
-    from engine.run.runner import load_models
+    from engine.run.backend import load_models
     from engine.spec import Backend, Experiment, Story
 
     models = load_models(Backend(device="cpu"))
@@ -97,7 +98,7 @@ def main() -> None:
     print(f"bank swap: reached {sum(reached) / len(reached):.1%} of bank search's best on average")
 
     # 3. token swap vs bank swap per 1,000 scorings
-    from engine.methods.options import TokenSwapOptions
+    from engine.methods.token_swap import TokenSwapOptions
 
     def at_budget(row: dict, budget: int = 1000) -> float:
         points = [p for p in row["search_trace"] if p[0] <= budget]

@@ -118,7 +118,7 @@ def engine_run(spec, models) -> Timing:
     space.decode = timed_decode  # instance attribute: this run only
     try:
         start = time.perf_counter()
-        result = run_queue(spec, emit, lambda: False, models=models)
+        result = run_queue(spec, emit, models=models)
         seconds = time.perf_counter() - start
     finally:
         del space.decode
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from engine.run.runner import load_models
+    from engine.run.backend import load_models
     from engine.spec import load_spec
 
     spec = load_spec(args.config)

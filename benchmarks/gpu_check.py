@@ -97,7 +97,7 @@ def build_models(shape: Shape, backend: Any, device: Any, dtype: Any, sentences:
 
     from engine.mini.tokenizer import load_tokenizer, train_tokenizer
     from engine.models.predictor import PredictorConfig, SonarLLMPredictor
-    from engine.run.runner import Models
+    from engine.run.backend import Models
     from engine.models.space import EmbeddingSpace
 
     start = time.perf_counter()
@@ -147,7 +147,7 @@ def measure(specs: list[Any], models: Any, device: Any) -> Measured:
     steps = 0
     start = time.perf_counter()
     for spec in specs:
-        result = run_queue(spec, lambda event: None, lambda: False, models=models)
+        result = run_queue(spec, lambda event: None, models=models)
         bad = [r for r in result.experiments if r["status"] != "done"]
         if bad:
             raise SystemExit(f"{bad[0]['name']} {bad[0]['status']}: {bad[0].get('error')}")

@@ -176,7 +176,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         parser.error("--check validates a CONFIG; it does not combine with --resume")
     if args.address is not None and args.executor == "inline":
         parser.error("--address names a Ray cluster; it does not combine with --executor inline")
-    from engine.run.runner import threads_from_env
+    from engine.run.threads import threads_from_env
 
     try:
         threads_from_env()

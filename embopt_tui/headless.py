@@ -77,7 +77,7 @@ def install_stop_signals(
     """First signal: stop between steps. Second: flush what can be flushed, give the terminal back (``abort``), exit 130 now."""
 
     def handler(signum: int, frame: Any) -> None:
-        if session.control.request_stop() == 1:
+        if session.steering.request_stop() == 1:
             name = signal.Signals(signum).name
             _quietly(lambda: say(f"{name}: stopping after the current step (saved as interrupted); again to force exit"))
             return

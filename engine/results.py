@@ -48,7 +48,7 @@ class Row:
     error: str | None = None
     seconds: float = 0.0
     z: list[float] | None = None
-    # The honest score (engine.methods.base): the best real sentence found and its score in z's place.
+    # The honest score (engine.methods.batch): the best real sentence found and its score in z's place.
     text: str | None = None
     text_sim: float | None = None
     text_exact_match: list[bool] = field(default_factory=list)

@@ -84,7 +84,7 @@ class EmboptApp(App[int]):
     ) -> None:
         super().__init__()
         self.session = session
-        self.control = session.control
+        self.steering = session.steering
         self.config_path = config_path  # watched for live edits (None when resuming)
         self.exit_when_done = exit_when_done
         self.stable = stable
@@ -380,7 +380,7 @@ class EmboptApp(App[int]):
         if spec.backend != self.session.spec.backend:
             self._reject(f"{self.config_path}: backend: cannot change while running; restart to use it")
             return False
-        self.control.replace_spec(spec)
+        self.steering.replace_spec(spec)
         self.state.set_spec(spec)
         self._dirty = True
         self.notify(f"{self.config_path.name} {reason}: {len(spec.experiments)} experiments", title="Queue updated")
@@ -399,7 +399,7 @@ class EmboptApp(App[int]):
         if not self.engine_running:
             self.notify("The queue is not running.", severity="warning")
             return
-        paused = self.control.toggle_pause()
+        paused = self.steering.toggle_pause()
         self.state.paused = paused  # the engine's Paused event confirms it between steps
         self._dirty = True
         self.notify("Paused between steps: p resumes." if paused else "Resumed.", title="Engine")
@@ -423,7 +423,7 @@ class EmboptApp(App[int]):
         if x.status not in (ev.RUNNING, ev.PENDING):
             self.notify(f"{x.name} is {x.status}: only a running or pending one can be skipped.", severity="warning")
             return
-        self.control.request_skip(x.name)
+        self.steering.request_skip(x.name)
         self.notify(f"Skipping {x.name} ({x.status}).", title="Engine")
 
     def action_skip_batch(self) -> None:
@@ -432,7 +432,7 @@ class EmboptApp(App[int]):
         if not running or not self.engine_running:
             self.notify("Nothing is running to skip.", severity="warning")
             return
-        self.control.request_skip()
+        self.steering.request_skip()
         self.notify(f"Skipping the batch: {', '.join(x.name for x in running)}.", title="Engine")
 
     def action_reload(self) -> None:
@@ -483,7 +483,7 @@ class EmboptApp(App[int]):
     def stop_engine(self) -> None:
         """Stop between steps; the app exits when the engine has saved (EngineDone)."""
         self.quitting = True
-        self.control.request_stop()
+        self.steering.request_stop()
         self._dirty = True
         if not self.engine_running:
             self.exit(self.engine_code or 0, return_code=self.engine_code or 0)
@@ -539,7 +539,7 @@ class EmboptApp(App[int]):
         thread = self.engine_thread
         if thread is None or not thread.is_alive():
             return
-        self.control.request_stop()
+        self.steering.request_stop()
         if self.engine_gate is not None:
             self.engine_gate.set()
         thread.join(timeout)

@@ -9,20 +9,37 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
+from engine.methods.method import Method, Stopping, option, refuse_cycle, require_bank
 
-from engine.events import DONE, RUNNING, Step
-from engine.methods.base import Batch, start
-from engine.methods.top import Seen, end_rows, poll_rows, reached
-from engine.scoring.objectives import Weights, cosine_sims, objective_loss
+if TYPE_CHECKING:
+    from engine.methods.batch import Batch
 
 CHUNK = 512  # bank sentences per step
 ROWS_PER_CALL = 64  # predictor rows per call while scoring a chunk
 
 
+@dataclass(frozen=True)
+class BankSearchOptions(Stopping):
+    top_k: int = option(10, "how many of the best bank sentences to report", 1)
+
+
+def check(experiment: Any) -> None:
+    require_bank(experiment, 'method = "bank_search"')
+    refuse_cycle(experiment)
+
+
 def run(batch: Batch) -> None:
-    rows, bank, scorer, problem = batch.rows, batch.bank, batch.scorer, batch.problem
+    import torch
+
+    from engine.events import DONE, RUNNING, Step
+    from engine.methods.batch import start
+    from engine.methods.top import Seen, end_rows, poll_rows, reached
+    from engine.scoring.objectives import Weights
+
+    rows, bank, scorer = batch.rows, batch.bank, batch.scorer
     n_chunks = max(1, math.ceil(len(bank) / CHUNK))
     for row in rows:
         row.steps = n_chunks
@@ -38,15 +55,12 @@ def run(batch: Batch) -> None:
         indices = list(range(first, first + chunk.shape[0]))
         with torch.inference_mode():
             preds = scorer.predictions(chunk.to(batch.device), ROWS_PER_CALL)
-            sims = cosine_sims(preds, problem.targets)
+            sims = scorer.sims(preds)
             mean = sims.mean(dim=1).tolist()
             losses = {
-                o: objective_loss(
-                    preds, problem.targets, Weights.of([o] * len(indices), batch.device), sims=sims,
-                    scorer=scorer.space, tokens=problem.tokens,
-                ).tolist()
+                o: scorer.loss(preds, Weights.of([o] * len(indices), batch.device), sims=sims).tolist()
                 for o in objectives
-            }  # fmt: skip
+            }
         rate = batch.rate(step, loop_start)
         for i in active:
             seen[i].add(indices, losses[experiments[i].objective], mean)
@@ -62,3 +76,8 @@ def run(batch: Batch) -> None:
         if not active:
             return
     end_rows(batch, active, seen, DONE)
+
+
+METHOD = Method(
+    "bank_search", "score every sentence of a bank in z's place; report the top k", BankSearchOptions, run, check
+)

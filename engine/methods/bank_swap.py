@@ -11,20 +11,36 @@ bank per step; exact scorings are the expensive part, and ``scored`` counts them
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+from engine.methods.method import Method, Stopping, option, refuse_cycle, require_bank
 
-from engine.events import DONE, RUNNING, Step
-from engine.methods.base import Batch, show_best, start
-from engine.methods.top import Seen, end_rows, poll_rows, reached
-from engine.scoring.objectives import Weights, cosine_sims, objective_loss
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from engine.methods.batch import Batch
+    from engine.methods.top import Seen
 
 RANK_CHUNK = 1 << 16  # bank rows per ranking product
 
 
-def rank(bank, grads: Tensor, points: Tensor, width: int, seen: list[Seen]) -> list[list[int]]:
+@dataclass(frozen=True)
+class BankSwapOptions(Stopping):
+    search_width: int = option(64, "bank sentences scored exactly per step (the best by the gradient's estimate)", 1)
+    buffer_size: int = option(4, "best points kept; each step searches from the best of them", 1)
+    top_k: int = option(10, "how many of the best sentences seen to report", 1)
+
+
+def check(experiment: Any) -> None:
+    require_bank(experiment, 'method = "bank_swap"')
+    refuse_cycle(experiment)
+
+
+def rank(bank: Any, grads: Tensor, points: Tensor, width: int, seen: list[Seen]) -> list[list[int]]:
     """Per row, the ``width`` unscored bank rows with the lowest estimate g . (e_b - z), best first."""
+    import torch
+
     best_vals = [torch.empty(0, device=grads.device) for _ in seen]
     best_idx = [torch.empty(0, dtype=torch.long, device=grads.device) for _ in seen]
     offset = (grads * points).sum(dim=1)  # g . z
@@ -43,7 +59,14 @@ def rank(bank, grads: Tensor, points: Tensor, width: int, seen: list[Seen]) -> l
 
 
 def run(batch: Batch) -> None:
-    rows, bank, scorer, problem = batch.rows, batch.bank, batch.scorer, batch.problem
+    import torch
+
+    from engine.events import DONE, RUNNING, Step
+    from engine.methods.batch import show_best, start
+    from engine.methods.top import Seen, end_rows, poll_rows, reached
+    from engine.scoring.objectives import Weights
+
+    rows, bank, scorer = batch.rows, batch.bank, batch.scorer
     experiments = [r.experiment for r in rows]
     z = start(batch)
     device = batch.device
@@ -75,7 +98,7 @@ def run(batch: Batch) -> None:
         row_weights = Weights.of([experiments[i].objective for i in active], device)
         with torch.enable_grad():
             preds = scorer.predictions(points)
-            loss = objective_loss(preds, problem.targets, row_weights, scorer=scorer.space, tokens=problem.tokens)
+            loss = scorer.loss(preds, row_weights)
         grads = torch.autograd.grad(loss.sum(), points)[0]
         width = [experiments[i].options.search_width for i in active]
         picks = rank(bank, grads, points.detach(), max(width), [seen[i] for i in active])
@@ -86,11 +109,8 @@ def run(batch: Batch) -> None:
             cand_weights = Weights.of([experiments[i].objective for i, p in zip(active, picks) for _ in p], device)
             with torch.inference_mode():
                 cand_preds = scorer.predictions(candidates)
-                cand_sims = cosine_sims(cand_preds, problem.targets)
-                cand_loss = objective_loss(
-                    cand_preds, problem.targets, cand_weights, sims=cand_sims, scorer=scorer.space,
-                    tokens=problem.tokens,
-                ).tolist()  # fmt: skip
+                cand_sims = scorer.sims(cand_preds)
+                cand_loss = scorer.loss(cand_preds, cand_weights, sims=cand_sims).tolist()
             cand_mean = cand_sims.mean(dim=1).tolist()
         rate = batch.rate(k, loop_start)
         at = 0
@@ -113,3 +133,8 @@ def run(batch: Batch) -> None:
         if ending:
             end_rows(batch, ending, seen, DONE)
         active = [i for i in active if rows[i].status == RUNNING]
+
+
+METHOD = Method(
+    "bank_swap", "gradient-ranked swaps between bank sentences (GCG over a bank)", BankSwapOptions, run, check
+)

@@ -18,18 +18,29 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+from engine.methods.method import Method, Stopping, require_bank, option
 
-from engine.events import DONE, FAILED, INTERRUPTED, RUNNING, SKIPPED, Decoded, Step
-from engine.methods.base import Batch, BestText, offer_texts, settle, start, stop_early
-from engine.scoring.objectives import Weights, cosine_sims, objective_loss
-from engine.scoring.problem import predict
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from engine.methods.batch import Batch, BestText
 
 # Adam as torch.optim.Adam with its defaults (betas, eps, no weight decay, no amsgrad).
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+
+
+@dataclass(frozen=True)
+class GradientOptions(Stopping):
+    snap_every: int = option(0, "every N steps z is replaced by E(D(z)), the embedding of its own decoded text; 0: never", 0)
+    nearest: bool = option(False, "the forward pass uses the bank sentence nearest to z; the gradient updates z (needs bank)")
+
+
+def check(experiment: Any) -> None:
+    if experiment.options.nearest:
+        require_bank(experiment, "nearest = true")
 
 
 def optimizer_step(z: Tensor, grad: Tensor, m: Tensor, v: Tensor, lr: Tensor, adam: Tensor, step: int) -> Tensor:
@@ -43,20 +54,28 @@ def optimizer_step(z: Tensor, grad: Tensor, m: Tensor, v: Tensor, lr: Tensor, ad
     v.mul_(BETA2).addcmul_(grad, grad, value=1 - BETA2)
     denom = (v.sqrt() / (1 - BETA2**step) ** 0.5).add_(EPS)
     adam_delta = (lr / (1 - BETA1**step)) * (m / denom)
-    return z - torch.where(adam, adam_delta, lr * grad)
+    return z - adam_delta.where(adam, lr * grad)
 
 
 def project(z: Tensor, radius: Tensor, projected: Tensor) -> Tensor:
     """z scaled to norm ``radius`` [A, 1] on the rows where ``projected`` [A, 1] holds."""
-    return torch.where(projected, z * (radius / z.norm(dim=1, keepdim=True)), z)
+    return (z * (radius / z.norm(dim=1, keepdim=True))).where(projected, z)
 
 
-def column(values: list[Any], device: torch.device) -> Tensor:
+def column(values: list[Any], device: Any) -> Tensor:
+    import torch
+
     return torch.tensor(values, device=device).unsqueeze(1)
 
 
 def run(batch: Batch) -> None:
-    rows, problem, scorer = batch.rows, batch.problem, batch.scorer
+    import torch
+
+    from engine.events import DONE, FAILED, INTERRUPTED, RUNNING, SKIPPED, Step
+    from engine.methods.batch import BestText, offer_texts, show_decodes, start, stop_early
+    from engine.scoring.objectives import Weights
+
+    rows, scorer = batch.rows, batch.scorer
     experiments = [r.experiment for r in rows]
     device = batch.device
     z = start(batch)
@@ -107,11 +126,9 @@ def run(batch: Batch) -> None:
         xa = x.clone().requires_grad_(bool(updating))
         with torch.enable_grad() if updating else torch.inference_mode():
             preds = scorer.predictions(xa)
-            sims = cosine_sims(preds, problem.targets)
-            loss = objective_loss(
-                preds, problem.targets, weights_cache[key], sims=sims, scorer=scorer.space, tokens=problem.tokens,
-                cycle=(xa, again[idx]) if any(uses_cycle[i] for i in active) else None,
-            )  # fmt: skip
+            sims = scorer.sims(preds)
+            cycle = (xa, again[idx]) if any(uses_cycle[i] for i in active) else None
+            loss = scorer.loss(preds, weights_cache[key], sims=sims, cycle=cycle)
         grad = torch.autograd.grad(loss.sum(), xa)[0] if updating else None
         # One host transfer per step for every row's metrics.
         norms = xa.detach().norm(dim=1, keepdim=True)
@@ -134,9 +151,10 @@ def run(batch: Batch) -> None:
             near = [j for j in alive if experiments[active[j]].options.nearest]
             offer_texts(scorer, [best[active[j]] for j in near], batch.bank.texts([picked[j] for j in near]))
 
-        shown = [j for j in alive if active[j] in z_texts and active[j] in due]
+        shown = [active[j] for j in alive if active[j] in z_texts and active[j] in due]
         if shown:
-            _decode_predictions(batch, [active[j] for j in shown], preds.detach()[shown], z_texts, best, k)
+            rows_shown = [j for j in alive if active[j] in shown]
+            show_decodes(batch, shown, preds.detach()[rows_shown], [z_texts[i] for i in shown], k, [best[i] for i in shown])
 
         ending = [j for j in alive if k == rows[active[j]].steps or (
             active[j] in z_texts and active[j] in due and stop_early(
@@ -151,11 +169,11 @@ def run(batch: Batch) -> None:
             break
 
         command = batch.poll()
-        if command == "stop":
+        if command.stop:
             _end(batch, still, INTERRUPTED, z, best)
             return
-        if command:
-            _end(batch, [i for i in still if experiments[i].name in command], SKIPPED, z, best)
+        if command.skip:
+            _end(batch, [i for i in still if experiments[i].name in command.skip], SKIPPED, z, best)
             still = [i for i in still if rows[i].status == RUNNING]
             if not still:
                 break
@@ -172,6 +190,8 @@ def run(batch: Batch) -> None:
 
 
 def _end(batch: Batch, which: list[int], status: str, z: Tensor, best: list[BestText]) -> None:
+    from engine.methods.batch import settle
+
     if not which:
         return
     settle(batch, which, [best[i] for i in which])
@@ -181,6 +201,8 @@ def _end(batch: Batch, which: list[int], status: str, z: Tensor, best: list[Best
 
 def _decode_rows(batch: Batch, which: list[int], vectors: Tensor) -> list[str]:
     """The texts of vectors[which], one decoder call per beam size."""
+    import torch
+
     texts: dict[int, str] = {}
     by_beam: dict[int, list[int]] = {}
     for i in which:
@@ -193,6 +215,8 @@ def _decode_rows(batch: Batch, which: list[int], vectors: Tensor) -> list[str]:
 
 def _snap(batch: Batch, which: list[int], z: Tensor, best: list[BestText]) -> list[str]:
     """z <- E(D(z)) on rows ``which``; each text encoded on its own (as init texts are), and a candidate."""
+    from engine.methods.batch import offer_texts
+
     texts = _decode_rows(batch, which, z)
     for i, text in zip(which, texts):
         z[i] = batch.scorer.encode([text])[0]
@@ -200,36 +224,22 @@ def _snap(batch: Batch, which: list[int], z: Tensor, best: list[BestText]) -> li
     return texts
 
 
-def _decode_predictions(
-    batch: Batch, which: list[int], preds: Tensor, z_texts: dict[int, str], best: list[BestText], k: int
-) -> None:
-    """Decode every prediction of rows ``which`` and announce them with the text of z and the best text so far."""
-    t = preds.shape[1]
-    by_beam: dict[int, list[int]] = {}
-    for j, i in enumerate(which):
-        by_beam.setdefault(batch.rows[i].experiment.beam_size, []).append(j)
-    targets = batch.problem.target_texts
-    for beam, js in by_beam.items():
-        sel = torch.tensor(js, device=preds.device)
-        texts = batch.scorer.decode(preds[sel].reshape(-1, preds.shape[2]), beam)
-        for n, j in enumerate(js):
-            i = which[j]
-            row = batch.rows[i]
-            row.decoded_z = z_texts[i]
-            row.decoded_predictions = texts[n * t : (n + 1) * t]
-            row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
-            batch.emit(Decoded(
-                row.experiment.name, k, row.decoded_z, tuple(row.decoded_predictions), targets,
-                tuple(row.exact_match), best[i].text, best[i].sim,
-            ))  # fmt: skip
-
-
 def _roundtrip(batch: Batch, which: list[int]) -> None:
     """Score E(D(z)) in place of z (the decode of the final z has just been made)."""
+    import torch
+
+    from engine.scoring.problem import predict
+
     rows, scorer = batch.rows, batch.scorer
     texts = [rows[i].decoded_z or "" for i in which]
     with torch.inference_mode():
         again = scorer.space.encode(texts).float()
-        sims = cosine_sims(predict(scorer.model, batch.problem, again), batch.problem.targets).mean(dim=1).tolist()
+        sims = scorer.sims(predict(scorer.model, batch.problem, again)).mean(dim=1).tolist()
     for i, sim in zip(which, sims):
         rows[i].roundtrip_sim = sim
+
+
+METHOD = Method(
+    "gradient", "projected gradient descent on z (snapping, nearest projection, the cycle term as options)",
+    GradientOptions, run, check,
+)

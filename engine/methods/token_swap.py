@@ -18,23 +18,44 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+from engine.methods.method import Invalid, Method, Stopping, option, refuse_cycle
 
-from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
-from engine.methods.base import Batch, BestText, settle, show_best, start, stop_early
-from engine.methods.options import INIT_FROM_BANK
-from engine.scoring.objectives import Weights, cosine_sims, objective_loss
+if TYPE_CHECKING:
+    from torch import Generator, Tensor
 
+    from engine.methods.batch import Batch
+
+INIT_FROM_BANK = "bank"  # init = "bank": start from the bank's best sentence for the story
 TOP_SHOWN = 10  # sentences reported in a row's top list
 _LANG_TOKEN = re.compile(r"^__\w+__$")
 _allowed: dict[int, Tensor] = {}  # id(space) -> [V] bool: tokens a candidate may use
 
 
+@dataclass(frozen=True)
+class TokenSwapOptions(Stopping):
+    search_width: int = option(64, "candidate sentences scored exactly per step", 1)
+    n_replace: int = option(1, "tokens replaced in each candidate", 1)
+    topk: int = option(32, "replacement tokens per position, the best by the gradient", 1)
+    buffer_size: int = option(4, "best sentences kept; each step edits the best of them", 1)
+
+
+def check(experiment: Any) -> None:
+    refuse_cycle(experiment)
+    if experiment.init == INIT_FROM_BANK:
+        if experiment.bank is None:
+            raise Invalid("init", 'init = "bank" starts from the bank\'s best sentence: set bank too')
+        return
+    words = len(experiment.init.split())
+    if experiment.options.n_replace > words:
+        raise Invalid("n_replace", f"n_replace = {experiment.options.n_replace} is more than the {words} word(s) of init")
+
+
 def allowed_tokens(space: Any) -> Tensor:
     """Ordinary text pieces: not pad/unk/bos/eos, not a language token, and something to show."""
+    import torch
+
     key = id(space)
     if key not in _allowed:
         info = space.tokenizer.vocab_info
@@ -54,8 +75,8 @@ class Search:
     """One row's state: its buffer of (loss, ids) and every text it scored (text -> (loss, sim))."""
 
     buffer: list[tuple[float, tuple[int, ...]]]
+    generator: Generator
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)
-    generator: torch.Generator = field(default_factory=torch.Generator)
 
     def best_text(self) -> str:
         return min(self.scores, key=lambda t: self.scores[t][0])
@@ -65,6 +86,8 @@ def candidates(
     ids: Tensor, grad: Tensor, allowed: Tensor, *, width: int, n_replace: int, topk: int, generator: torch.Generator
 ) -> list[Tensor]:
     """``width`` edits of content ids [L]: ``n_replace`` positions each set to one of its ``topk`` tokens by -grad."""
+    import torch
+
     length = ids.shape[0]
     scores = (-grad).masked_fill(~allowed, -torch.inf)  # [L, V]
     top = scores.topk(min(topk, int(allowed.sum())), dim=1).indices.cpu()  # [L, k]
@@ -79,7 +102,13 @@ def candidates(
 
 
 def run(batch: Batch) -> None:
-    rows, scorer, problem, space = batch.rows, batch.scorer, batch.problem, batch.scorer.space
+    import torch
+
+    from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
+    from engine.methods.batch import start, stop_early
+    from engine.scoring.objectives import Weights
+
+    rows, scorer, space = batch.rows, batch.scorer, batch.scorer.space
     experiments = [r.experiment for r in rows]
     device = batch.device
     starts = _start_texts(batch)
@@ -91,7 +120,7 @@ def run(batch: Batch) -> None:
         ids = tuple(space.source_ids(text)[1:-1].tolist())
         weights = Weights.of([row.experiment.objective], device)
         sims, loss = scorer.score(scorer.encode([text]), weights)
-        search = Search([(float(loss[0]), ids)])
+        search = Search([(float(loss[0]), ids)], torch.Generator())
         search.generator.manual_seed(row.experiment.seed)
         search.scores[text] = (float(loss[0]), float(sims[0]))
         searches.append(search)
@@ -104,11 +133,11 @@ def run(batch: Batch) -> None:
     while active:
         if k > 0:
             command = batch.poll()
-            if command == "stop":
+            if command.stop:
                 _end(batch, active, searches, INTERRUPTED)
                 return
-            if command:
-                _end(batch, [i for i in active if experiments[i].name in command], searches, SKIPPED)
+            if command.skip:
+                _end(batch, [i for i in active if experiments[i].name in command.skip], searches, SKIPPED)
                 active = [i for i in active if rows[i].status == RUNNING]
                 if not active:
                     return
@@ -123,11 +152,7 @@ def run(batch: Batch) -> None:
             onehot = torch.nn.functional.one_hot(full, vocab).float().unsqueeze(0).requires_grad_(True)
             with torch.enable_grad():
                 z = space.encode_soft(onehot).float()
-                preds = scorer.predictions(z)
-                loss = objective_loss(
-                    preds, problem.targets, Weights.of([experiments[i].objective], device), scorer=space,
-                    tokens=problem.tokens,
-                )  # fmt: skip
+                loss = scorer.loss(scorer.predictions(z), Weights.of([experiments[i].objective], device))
             grad = torch.autograd.grad(loss.sum(), onehot)[0][0, 1:-1]
             fresh: dict[str, tuple[int, ...]] = {}  # text -> its ids (it tokenises back to them)
             for new in candidates(ids, grad, allowed, width=options.search_width, n_replace=options.n_replace,
@@ -148,10 +173,8 @@ def run(batch: Batch) -> None:
             weights = Weights.of([experiments[i].objective for i in owners], device)
             with torch.inference_mode():
                 preds = scorer.predictions(vectors)
-                sims = cosine_sims(preds, problem.targets)
-                losses = objective_loss(
-                    preds, problem.targets, weights, sims=sims, scorer=space, tokens=problem.tokens
-                ).tolist()
+                sims = scorer.sims(preds)
+                losses = scorer.loss(preds, weights, sims=sims).tolist()
             means = sims.mean(dim=1).tolist()
             for text, i, loss_value, sim in zip(texts, owners, losses, means):
                 searches[i].scores[text] = (loss_value, sim)
@@ -193,11 +216,15 @@ def _start_texts(batch: Batch) -> list[str]:
 
 
 def _show(batch: Batch, i: int, search: Search, k: int) -> list[bool]:
+    from engine.methods.batch import show_best
+
     text = search.best_text()
     return show_best(batch, i, text, batch.scorer.encode([text])[0], search.scores[text][1], k)
 
 
 def _end(batch: Batch, which: list[int], searches: list[Search], status: str) -> None:
+    from engine.methods.batch import BestText, settle
+
     if not which:
         return
     best, vectors = [], []
@@ -215,3 +242,9 @@ def _end(batch: Batch, which: list[int], searches: list[Search], status: str) ->
         top = sorted(searches[i].scores.items(), key=lambda kv: kv[1][0])[:TOP_SHOWN]
         row.top = [{"text": t, "sim": s, "loss": l} for t, (l, s) in top]
         batch.finish(i, status, vector)
+
+
+METHOD = Method(
+    "token_swap", "GCG over the tokens of the encoder's input: every iterate is a real sentence",
+    TokenSwapOptions, run, check,
+)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.events import INTERRUPTED, RUNNING, SKIPPED, Decoded
-from engine.methods.base import Batch, BestText, settle, stop_early
+from engine.events import INTERRUPTED, RUNNING, SKIPPED
+from engine.methods.batch import Batch, BestText, settle, show_decodes, stop_early
 from engine.scoring.objectives import Weights
 
 
@@ -56,11 +56,11 @@ def reached(batch: Batch, i: int, seen: Seen) -> bool:
 def poll_rows(batch: Batch, active: list[int], seen: list[Seen]) -> list[int]:
     """Between steps: the rows still running after stop (none) or skip requests end the others."""
     command = batch.poll()
-    if command == "stop":
+    if command.stop:
         end_rows(batch, active, seen, INTERRUPTED)
         return []
-    if command:
-        end_rows(batch, [i for i in active if batch.rows[i].experiment.name in command], seen, SKIPPED)
+    if command.skip:
+        end_rows(batch, [i for i in active if batch.rows[i].experiment.name in command.skip], seen, SKIPPED)
     return [i for i in active if batch.rows[i].status == RUNNING]
 
 
@@ -97,20 +97,14 @@ def end_rows(batch: Batch, which: list[int], seen: list[Seen], status: str) -> N
 
 def _describe_final(batch: Batch, which: list[int], z_rows: list, best: list[BestText]) -> None:
     """decoded_z, the predictions' decodes, the round trip and final z of rows that found something."""
-    scorer, targets = batch.scorer, batch.problem.target_texts
+    scorer = batch.scorer
     for n, i in enumerate(which):
         if z_rows[n] is None:
             continue
         row = batch.rows[i]
         z = z_rows[n].unsqueeze(0)
-        beam = row.experiment.beam_size
-        row.decoded_z = scorer.decode(z, beam)[0]
+        z_text = scorer.decode(z, row.experiment.beam_size)[0]
         with torch.inference_mode():
-            preds = scorer.predictions(z)[0]
-        row.decoded_predictions = scorer.decode(preds, beam)
-        row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
-        row.roundtrip_sim = float(scorer.score(scorer.encode([row.decoded_z]))[0][0])
-        batch.emit(Decoded(
-            row.experiment.name, row.steps_done, row.decoded_z, tuple(row.decoded_predictions), targets,
-            tuple(row.exact_match), best[n].text, best[n].sim,
-        ))  # fmt: skip
+            preds = scorer.predictions(z)
+        show_decodes(batch, [i], preds, [z_text], row.steps_done, [best[n]])
+        row.roundtrip_sim = float(scorer.score(scorer.encode([z_text]))[0][0])

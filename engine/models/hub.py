@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.models.predictor_dir import CONFIG_FILE, WEIGHT_FILES, PredictorError, error_line, predictor_dir_problem
+from engine.models.predictor_dir import CONFIG_FILE, WEIGHT_FILES, PredictorError, predictor_dir_problem
+from engine.text import error_line
 
 Progress = Callable[[str, float], None]
 POLL_SECONDS = 0.25

@@ -24,11 +24,11 @@ from engine.models.predictor_dir import (
     WEIGHT_FILES,
     PredictorConfig,
     PredictorError,
-    error_line,
     is_predictor_dir,
     predictor_dir_problem,
     weights_file,
 )
+from engine.text import error_line
 
 __all__ = [
     "BEGIN_TEXT",

@@ -88,12 +88,6 @@ def is_predictor_dir(path: str | Path) -> bool:
     return predictor_dir_problem(Path(path)) is None
 
 
-def error_line(err: BaseException) -> str:
-    """The first line of an error's message (its type when it has none): what a one-line report shows."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def parse_hub_id(value: str) -> tuple[str, str | None] | None:
     """``(repo, revision)`` when ``value`` is written as a hub id, else None; no network, no filesystem."""
     match = _HUB_ID.fullmatch(value)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from engine.models.predictor_dir import error_line
+from engine.text import error_line
 
 if TYPE_CHECKING:
     from engine.spec import Backend

@@ -1,30 +1,91 @@
-"""One batch of experiments, run to its end by their method.
+"""One batch of experiments, run to its end by their method: what every executor runs.
 
-A batch shares the story, the method and the bank (the runner groups them so).
-This module builds what the method needs (the story embedded once, the scorer,
-the bank), hands each row's result to the queue the moment that row ends, and
-turns a batch-wide failure into failed rows. The loops live in engine/methods/.
+A batch shares the story, the method and the bank (the queue groups them so).
+:func:`run_batch` loads the batch's bank (once per run); :func:`optimize_batch`
+builds what the method needs (the story embedded once, the scorer), hands each
+row's result to the queue the moment that row ends, and turns a batch-wide
+failure into failed rows. The loops live in engine/methods/.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from engine import events as ev
 from engine.events import FAILED, Event
-from engine.methods import method_runner
-from engine.methods.base import Batch, Poll
-from engine.scoring.problem import Scorer, build_problem, fast_forward, needs_tokens
+from engine.methods import METHODS
+from engine.methods.batch import Batch, Poll
+from engine.methods.method import GO_ON
 from engine.results import Row, result_row
-from engine.spec import Experiment, Story
+from engine.run.backend import Models
+from engine.scoring.problem import build_problem, fast_forward, needs_tokens
+from engine.scoring.scorer import Scorer
+from engine.spec import Experiment, Spec, Story
+from engine.text import one_line
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+def run_batch(
+    batch: list[Experiment],
+    spec: Spec,
+    models: Models,
+    banks: dict,
+    *,
+    emit: Callable[[ev.Event], None],
+    on_finished: Callable[[dict[str, Any]], None],
+    poll: Poll,
+) -> None:
+    """One batch with its bank (loaded once per run into ``banks``), by :func:`optimize_batch`."""
+    story = spec.story_of(batch[0])
+    try:
+        bank = _bank(batch[0].bank, spec, models, emit, banks)
+    except Exception as err:  # an unreadable bank fails its batch; the queue goes on
+        error = one_line(err)
+        for experiment in batch:
+            on_finished(dict(result_row(experiment, story, ev.FAILED), error=error))
+        return
+    optimize_batch(
+        batch,
+        story,
+        models.space,
+        models.predictor,
+        emit=emit,
+        on_finished=on_finished,
+        poll=poll,
+        corpus_norms=models.corpus_norms,
+        bank=bank,
+    )
+
+
+
+def _bank(value: str | None, spec: Spec, models: Models, emit: Callable[[ev.Event], None], banks: dict) -> Any:
+    """The batch's sentence bank, loaded once per run (encoded once per machine: engine.banks.bank caches it)."""
+    if value is None:
+        return None
+    key = (value, models.backend)
+    if key not in banks:
+        from engine.banks.bank import load_bank
+
+        label = "corpus" if value == "corpus" else Path(value).name
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if done in (0, total) or now - last[0] >= 0.25:  # a few events a second at most
+                last[0] = now
+                emit(ev.BankLoading(label, done, total))
+
+        backend = models.backend
+        bank = load_bank(
+            value, spec.path.parent, models.space, encoder=backend.encoder, dtype=backend.dtype, progress=progress
+        )
+        emit(ev.BankLoading(label, len(bank), len(bank), cached=bank.cached))
+        banks[key] = bank
+    return banks[key]
 
 
 def optimize_batch(
@@ -35,7 +96,7 @@ def optimize_batch(
     *,
     emit: Callable[[Event], None],
     on_finished: Callable[[dict[str, Any]], None],
-    poll: Poll = lambda: None,
+    poll: Poll = lambda: GO_ON,
     corpus_norms: Tensor | None = None,
     bank: Any = None,
 ) -> list[dict[str, Any]]:
@@ -72,9 +133,9 @@ def optimize_batch(
             reference_norm=float(torch.cat(real_norms).mean()),
             bank=bank,
         )
-        method_runner(experiments[0].method)(batch)
+        METHODS[experiments[0].method].run(batch)
     except Exception as err:  # a batch-wide failure (decoder, predictor, OOM) fails what was still running
         for i in range(len(rows)):
             if i not in results:
-                finish(i, FAILED, error=_one_line(err))
+                finish(i, FAILED, error=one_line(err))
     return [results[i] for i in range(len(rows))]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine import events as ev
-from engine.run.steering import QueueControl
+from engine.run.steering import Steering
 from engine.spec import Spec, SpecError, load_spec, parse_spec
 from engine.rundir.store import CONFIG_FILE, RunStore
 
@@ -25,12 +25,12 @@ Consumer = Callable[[ev.Event], None]
 class Session:
     """A prepared run: the spec is valid and the run directory exists; :meth:`run` runs it."""
 
-    def __init__(self, spec: Spec, store: RunStore, *, resumed: bool, control: QueueControl | None = None) -> None:
+    def __init__(self, spec: Spec, store: RunStore, *, resumed: bool, steering: Steering | None = None) -> None:
         self.spec = spec
         self.store = store
         self.store.spec = spec
         self.resumed = resumed
-        self.control = control or QueueControl()
+        self.steering = steering or Steering()
         self._consumers: list[Consumer] = []
         self.consumer_errors: list[str] = []
         self.models: Any = None  # preloaded models handed to run_queue (tests, benchmarks)
@@ -45,7 +45,7 @@ class Session:
         config_path: str | Path,
         runs_dir: str | Path = "runs",
         *,
-        control: QueueControl | None = None,
+        steering: Steering | None = None,
         on_event: Consumer | None = None,
     ) -> "Session":
         """Validate the config (SpecError) and create its run directory (StoreError)."""
@@ -56,7 +56,7 @@ class Session:
             load_spec(config_path)  # raises the one-line SpecError for this file
             raise
         spec = parse_spec(text, config_path)
-        session = cls(spec, RunStore.create(config_path, runs_dir, text), resumed=False, control=control)
+        session = cls(spec, RunStore.create(config_path, runs_dir, text), resumed=False, steering=steering)
         if on_event is not None:
             session.subscribe(on_event)
         return session
@@ -66,7 +66,7 @@ class Session:
         cls,
         run_dir: str | Path,
         *,
-        control: QueueControl | None = None,
+        steering: Steering | None = None,
         on_event: Consumer | None = None,
     ) -> "Session":
         """Reopen a run directory (StoreError); its config.toml must still be valid (SpecError)."""
@@ -78,7 +78,7 @@ class Session:
         except SpecError:
             store.close()
             raise
-        session = cls(spec, store, resumed=True, control=control)
+        session = cls(spec, store, resumed=True, steering=steering)
         if on_event is not None:
             session.subscribe(on_event)
         return session
@@ -120,8 +120,7 @@ class Session:
             result = run_queue(
                 self.spec,
                 self.emit,
-                self.control.should_stop,
-                control=self.control,
+                self.steering,
                 completed=completed or None,
                 models=self.models,
                 log_dir=self.run_dir,

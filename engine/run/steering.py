@@ -1,26 +1,28 @@
-"""Thread-safe steering of a running queue: stop, pause, skip, live reload.
+"""Steering a running queue: stop, pause, skip and live reload, asked from any thread, read between steps.
 
-Consumers (signal handlers, the dashboard) call the request methods from any
-thread; the engine polls between optimiser steps and never blocks on them
-except while paused.
+A face (a signal handler, the dashboard) calls the request methods of one
+:class:`Steering`; the engine reads them between optimiser steps, through
+:meth:`engine.run.queue.Queue.poll`, as an :class:`engine.methods.method.Command`. Stopping has one
+channel, :meth:`Steering.request_stop`; the engine blocks only while paused.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-from engine.spec import Spec
 
+class Steering:
+    """Thread-safe requests to the engine; the engine takes them between steps."""
 
-class QueueControl:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
         self._skip: set[str | None] = set()  # names to skip; None: the whole running batch
-        self._spec: Spec | None = None
-        self.stop_count = 0  # a second stop request means "force exit" to the CLI
+        self._spec: Any = None  # engine.spec.Spec offered by a live edit
+        self.stop_count = 0  # a second stop request means "force exit" to the faces
 
     # --- stop -------------------------------------------------------------
     def request_stop(self) -> int:
@@ -32,7 +34,8 @@ class QueueControl:
         self._running.set()  # a paused engine must wake up to stop
         return count
 
-    def should_stop(self) -> bool:
+    @property
+    def stop_requested(self) -> bool:
         return self._stop.is_set()
 
     # --- pause ------------------------------------------------------------
@@ -71,12 +74,12 @@ class QueueControl:
             return skip
 
     # --- live reload ------------------------------------------------------
-    def replace_spec(self, spec: Spec) -> None:
+    def replace_spec(self, spec: Any) -> None:
         """Offer a new valid config; the engine applies it to pending experiments."""
         with self._lock:
             self._spec = spec
 
-    def take_spec(self) -> Spec | None:
+    def take_spec(self) -> Any:
         with self._lock:
             spec, self._spec = self._spec, None
             return spec

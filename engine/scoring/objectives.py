@@ -9,12 +9,15 @@ backward pass while each row's gradient stays exactly what it would be alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import torch
 from torch import Tensor
 
-from engine.spec import OBJECTIVES, Objective
+from engine.scoring.terms import TERMS
+
+if TYPE_CHECKING:
+    from engine.spec import Objective
 
 
 # Rows per model call. Matrix kernels pick their blocking (and so their rounding) by shape: a row
@@ -74,18 +77,18 @@ def decoder_ce(scorer: TokenScorer, preds: Tensor, tokens: TargetTokens) -> Tens
 class Weights:
     """Per-row term weights of a batch, with what the loss needs to know decided once on the host."""
 
-    matrix: Tensor  # [B, K], K = len(OBJECTIVES); 0 where a row does not use a term
+    matrix: Tensor  # [B, K], K = len(TERMS); 0 where a row does not use a term
     used: tuple[bool, ...]  # per term: does any row weight it
     ce_rows: Tensor  # indices of the rows that weight decoder_ce
 
     @classmethod
     def of(cls, objectives: Sequence[Objective], device: torch.device) -> "Weights":
-        rows = [[float(dict(o.weights).get(name, 0.0)) for name in OBJECTIVES] for o in objectives]
-        used = tuple(any(row[k] != 0.0 for row in rows) for k in range(len(OBJECTIVES)))
-        ce = OBJECTIVES.index("decoder_ce")
+        rows = [[float(dict(o.weights).get(name, 0.0)) for name in TERMS] for o in objectives]
+        used = tuple(any(row[k] != 0.0 for row in rows) for k in range(len(TERMS)))
+        ce = TERMS.index("decoder_ce")
         ce_rows = [i for i, row in enumerate(rows) if row[ce] != 0.0]
         return cls(
-            torch.tensor(rows, dtype=torch.float32, device=device).reshape(len(rows), len(OBJECTIVES)),
+            torch.tensor(rows, dtype=torch.float32, device=device).reshape(len(rows), len(TERMS)),
             used,
             torch.tensor(ce_rows, dtype=torch.long, device=device),
         )
@@ -114,8 +117,8 @@ def objective_loss(
     """
     if sims is None:
         sims = cosine_sims(preds, targets)
-    w = {name: weights.matrix[:, k] for k, name in enumerate(OBJECTIVES)}
-    used = dict(zip(OBJECTIVES, weights.used))
+    w = {name: weights.matrix[:, k] for k, name in enumerate(TERMS)}
+    used = dict(zip(TERMS, weights.used))
     loss = torch.zeros(preds.shape[0], dtype=torch.float32, device=preds.device)
     if used["cosine"]:
         loss = loss - w["cosine"] * sims.float().mean(dim=1)

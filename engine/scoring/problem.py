@@ -1,9 +1,4 @@
-"""The story around z, embedded once, and exact scoring of anything put in z's place.
-
-Every method scores through here, so a number means the same whatever found it:
-``sims`` is the mean cosine similarity of the predictions with their targets
-(the ``final_sim`` / ``text_sim`` metric), ``loss`` the experiment's objective.
-"""
+"""The story around z, embedded once: what a batch's predictions are made from and scored against."""
 
 from __future__ import annotations
 
@@ -15,12 +10,9 @@ import torch
 from torch import Tensor
 
 from engine.models.fast_llama import lean_forward
-from engine.scoring.objectives import TargetTokens, Weights, cosine_sims, objective_loss, rowwise
+from engine.scoring.objectives import TargetTokens
 from engine.models.predictor import BEGIN_TEXT
 from engine.spec import Objective, Story
-
-MAX_DECODE_LEN = 64
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -97,63 +89,3 @@ def fast_forward(predictor: Any) -> Callable[[Tensor], Tensor]:
 
 def needs_tokens(objectives: Sequence[Objective]) -> bool:
     return any(dict(o.weights).get("decoder_ce", 0.0) != 0.0 for o in objectives)
-
-
-@dataclass
-class Scorer:
-    """Exact scores of vectors or texts in z's place, for one batch's story."""
-
-    problem: Problem
-    space: Any
-    model: Callable[[Tensor], Tensor]
-
-    def predictions(self, z: Tensor, rows: int | None = None) -> Tensor:
-        return rowwise(lambda chunk: predict(self.model, self.problem, chunk), z, *(() if rows is None else (rows,)))
-
-    def score(self, z: Tensor, weights: Weights | None = None, rows: int | None = None) -> tuple[Tensor, Tensor]:
-        """(sims [N], loss [N]) of z [N, D] without gradients; loss is None-free: the objective when given, else -sims.
-
-        ``weights`` hold one row per row of z (or one row for all of them).
-        """
-        with torch.inference_mode():
-            preds = self.predictions(z, rows)
-            sims = cosine_sims(preds, self.problem.targets)
-            mean = sims.mean(dim=1)
-            if weights is None:
-                return mean, -mean
-            loss = objective_loss(
-                preds, self.problem.targets, weights, sims=sims, scorer=self.space, tokens=self.problem.tokens
-            )
-            return mean, loss
-
-    def encode(self, texts: Sequence[str]) -> Tensor:
-        """[N, D] float32 embeddings, one encoder call."""
-        with torch.inference_mode():
-            return self.space.encode(list(texts)).float()
-
-    def decode(self, vectors: Tensor, beam_size: int) -> list[str]:
-        return decode_unique(self.space, vectors, beam_size)
-
-    def exact_match(self, vectors: Tensor, beam_size: int) -> list[list[bool]]:
-        """For each vector [N, D]: does each prediction made from it decode exactly to its target."""
-        with torch.inference_mode():
-            preds = self.predictions(vectors)
-        t = preds.shape[1]
-        texts = self.decode(preds.reshape(-1, preds.shape[2]), beam_size)
-        wanted = self.problem.target_texts
-        return [[p.strip() == s.strip() for p, s in zip(texts[n * t : (n + 1) * t], wanted)] for n in range(len(vectors))]
-
-
-def decode_unique(space: Any, vectors: Tensor, beam_size: int) -> list[str]:
-    """``space.decode`` of each row, decoding bit-identical rows once.
-
-    Queues often hold rows that coincide: every row starting from the same
-    init text at step 0, and experiments differing only in ``steps`` until the
-    shorter one ends. Each row decodes on its own (batching does not change a
-    decode), so sharing the text is exact.
-    """
-    unique, inverse = torch.unique(vectors, dim=0, return_inverse=True)
-    if unique.shape[0] == vectors.shape[0]:
-        return space.decode(vectors, beam_size=beam_size, max_len=MAX_DECODE_LEN)
-    texts = space.decode(unique, beam_size=beam_size, max_len=MAX_DECODE_LEN)
-    return [texts[i] for i in inverse.tolist()]

@@ -26,22 +26,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from engine.banks.source import BANK_CORPUS, bank_source_problem, resolve_bank_path
-from engine.methods.options import (
-    BANK_METHODS,
-    GRADIENT,
-    INIT_FROM_BANK,
-    TOKEN_SWAP,
-    METHOD_OPTIONS,
-    METHODS,
-    all_option_keys,
-    methods_with,
-    option_fields,
-)
+from engine.methods import METHODS, methods_with, option_field, option_keys
+from engine.methods.gradient import GradientOptions
+from engine.methods.method import Invalid
 from engine.models.predictor_dir import HUB_ID_FORM, parse_hub_id, predictor_dir_problem
+from engine.scoring.terms import SOLO_TERMS, TERMS
 
 OPTIMIZERS = ("adam", "sgd")
-OBJECTIVES = ("cosine", "mse", "decoder_ce", "cycle")
-SOLO_OBJECTIVES = OBJECTIVES[:3]  # cycle needs a target term beside it
+OBJECTIVES, SOLO_OBJECTIVES = TERMS, SOLO_TERMS
+METHOD_NAMES = tuple(METHODS)
 BACKENDS = ("mini", "sonar")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -68,7 +61,7 @@ STORY_KEYS = ("sentences", "optimize", "targets", "context")
 # Per-experiment settings; all of them may also be given in [defaults].
 DEFAULTABLE_KEYS = (
     "story", "init", "lr", "steps", "optimizer", "objective", "norm", "decode_every", "beam_size", "seed",
-    "method", "bank", *all_option_keys(),
+    "method", "bank", *option_keys(),
 )  # fmt: skip
 EXPERIMENT_KEYS = ("name", *DEFAULTABLE_KEYS)
 
@@ -160,9 +153,9 @@ class Experiment:
     decode_every: int = 10
     beam_size: int = 1
     seed: int = 0
-    method: str = GRADIENT  # one of engine.methods.options.METHODS
+    method: str = "gradient"  # a name of engine.methods.METHODS
     bank: str | None = None  # "corpus" or the absolute path of a sentence file
-    options: Any = METHOD_OPTIONS[GRADIENT]()  # the method's options dataclass
+    options: Any = GradientOptions()  # the method's options (its METHOD.options dataclass)
 
 
 @dataclass(frozen=True)
@@ -547,9 +540,9 @@ class _Parser:
             return self.norm(value, at)
         if key == "method":
             if not isinstance(value, str) or value not in METHODS:
-                hint = suggest(value, METHODS) if isinstance(value, str) else None
+                hint = suggest(value, METHOD_NAMES) if isinstance(value, str) else None
                 tail = f" (did you mean '{hint}'?)" if hint else ""
-                raise self.fail(at, f"must be one of {_choices(METHODS)}; got {_describe(value)}{tail}")
+                raise self.fail(at, f"must be one of {_choices(METHOD_NAMES)}; got {_describe(value)}{tail}")
             return value
         if key == "bank":
             written = self.text_value(value, at)
@@ -561,7 +554,7 @@ class _Parser:
 
     def option(self, key: str, value: Any, at: _At) -> Any:
         """A method option, checked by the type and minimum its dataclass field declares."""
-        spec = option_fields(methods_with(key)[0])[key]
+        spec = option_field(key)
         minimum, maximum = spec.metadata.get("minimum"), spec.metadata.get("maximum")
         if spec.type in (bool, "bool"):
             if not isinstance(value, bool):
@@ -641,28 +634,19 @@ class _Parser:
         return self.with_method(values, raw, at, name)
 
     def with_method(self, values: dict[str, Any], raw: dict[str, Any], at: _At, name: str) -> Experiment:
-        """Split the method's options from the other settings and check what the method needs."""
-        method = values.get("method", GRADIENT)
-        fields = option_fields(method)
+        """Split the method's options from the other settings and check the method's own rules."""
+        method = METHODS[values.get("method", "gradient")]
+        fields = method.option_fields()
         for key in raw:
-            if key in all_option_keys() and key not in fields:
+            if key in option_keys() and key not in fields:
                 owners = ", ".join(methods_with(key))
-                raise self.fail(at.key(key), f"is an option of method {owners}, not of method {method}")
+                raise self.fail(at.key(key), f"is an option of method {owners}, not of method {method.name}")
         # [defaults] may set options of several methods: each experiment takes those of its own.
-        chosen = {k: values.pop(k) for k in list(values) if k in all_option_keys()}
-        options = METHOD_OPTIONS[method](**{k: v for k, v in chosen.items() if k in fields})
-        bank = values.get("bank")
-        if bank is None and (method in BANK_METHODS or getattr(options, "nearest", False)):
-            needs = f"method = \"{method}\"" if method in BANK_METHODS else "nearest = true"
-            raise self.fail(at, f"{needs} needs a sentence bank: set bank = \"corpus\" or the path of a text file")
-        objective = values.get("objective")
-        if method != GRADIENT and objective is not None and "cycle" in dict(objective.weights):
-            raise self.fail(at.key("objective"), f"the cycle term applies to method gradient, not {method}")
-        if values.get("init") == INIT_FROM_BANK and method == TOKEN_SWAP:
-            if bank is None:
-                raise self.fail(at.key("init"), 'init = "bank" starts from the bank\'s best sentence: set bank too')
-        elif method == TOKEN_SWAP and options.n_replace > len(values["init"].split()):
-            words = len(values["init"].split())
-            where = at.key("n_replace") if "n_replace" in raw else at
-            raise self.fail(where, f"n_replace = {options.n_replace} is more than the {words} word(s) of init")
-        return Experiment(name=name, options=options, **values)
+        chosen = {k: values.pop(k) for k in list(values) if k in option_keys()}
+        options = method.options(**{k: v for k, v in chosen.items() if k in fields})
+        experiment = Experiment(name=name, options=options, **values)
+        try:
+            method.check(experiment)
+        except Invalid as err:
+            raise self.fail(at.key(err.key) if err.key else at, err.message) from None
+        return experiment

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine.run.steering import QueueControl
+from engine.run.steering import Steering
 from engine.mini.corpus import LILY_STORY
-from engine.run.runner import load_models, run_queue
+from engine.run.backend import load_models
+from engine.run.runner import run_queue
 from engine.spec import Executor, Experiment, Spec, Story
 
 psutil = pytest.importorskip("psutil")  # a dependency of ray
@@ -94,7 +95,7 @@ def close(a: dict, b: dict) -> None:
 
 @pytest.fixture(scope="module")
 def inline_rows(tiny_backend):
-    result = run_queue(spec_of(tiny_backend, executor=Executor()), lambda e: None, lambda: False,
+    result = run_queue(spec_of(tiny_backend, executor=Executor()), lambda e: None,
                        models=load_models(tiny_backend))  # fmt: skip
     return {row["name"]: row for row in result.experiments}
 
@@ -112,7 +113,7 @@ def test_the_private_cluster_listens_on_loopback_only(cluster):
     assert AUTH_TOKEN.exists() == TOKEN_BEFORE  # the token stays in the environment, not in ~/.ray
 
 
-def resume_when_both_are_up(control: QueueControl):
+def resume_when_both_are_up(control: Steering):
     """Pause holds the batches back until both workers are up, so each worker gets one."""
 
     def hook(event: ev.Event) -> None:
@@ -124,9 +125,9 @@ def resume_when_both_are_up(control: QueueControl):
 
 
 def test_two_stories_on_two_workers_give_the_inline_results(cluster, tiny_backend, inline_rows, tmp_path):
-    control = QueueControl()
+    control = Steering()
     rec = Recorder(resume_when_both_are_up(control))
-    result = run_queue(spec_of(tiny_backend), rec, lambda: False, control=control, log_dir=tmp_path)
+    result = run_queue(spec_of(tiny_backend), rec, control, log_dir=tmp_path)
     assert result.status == "done"
     assert [e.paused for e in rec.of(ev.Paused)] == [True, False]
     for row in result.experiments:
@@ -144,7 +145,7 @@ def test_a_killed_worker_reruns_its_batch_and_the_run_completes(cluster, tiny_ba
     long = tuple(dataclasses.replace(e, steps=300, decode_every=300) for e in QUEUE)
     kill = KillOnFirstStep("a")
     rec = Recorder(kill)
-    result = run_queue(spec_of(tiny_backend, long), rec, lambda: False, log_dir=tmp_path)
+    result = run_queue(spec_of(tiny_backend, long), rec, log_dir=tmp_path)
     assert kill.killed is not None
     assert result.status == "done"
     assert [r["status"] for r in result.experiments] == ["done"] * 3
@@ -155,7 +156,7 @@ def test_a_killed_worker_reruns_its_batch_and_the_run_completes(cluster, tiny_ba
     assert "ActorDiedError" in died[0].error
     # Run again from the start: the same numbers as a batch that was never interrupted.
     again = run_queue(spec_of(tiny_backend, long[:1] + long[2:], executor=Executor()), lambda e: None,
-                      lambda: False, models=load_models(tiny_backend))  # fmt: skip
+                      models=load_models(tiny_backend))  # fmt: skip
     for row, reference in zip([r for r in result.experiments if r["name"] != "b"], again.experiments):
         close(row, reference)
 
@@ -165,7 +166,7 @@ def test_max_attempts_1_fails_the_dead_workers_batch_and_the_rest_finish(cluster
     kill = KillOnFirstStep("a")
     rec = Recorder(kill)
     executor = dataclasses.replace(TWO_WORKERS, max_attempts=1)
-    result = run_queue(spec_of(tiny_backend, long, executor), rec, lambda: False, log_dir=tmp_path)
+    result = run_queue(spec_of(tiny_backend, long, executor), rec, log_dir=tmp_path)
     assert result.status == "failed"
     rows = {r["name"]: r for r in result.experiments}
     assert rows["b"]["status"] == "done"
@@ -179,11 +180,11 @@ def test_max_attempts_1_fails_the_dead_workers_batch_and_the_rest_finish(cluster
 
 def test_one_story_is_shared_out_among_idle_workers_with_the_inline_numbers(cluster, tiny_backend, tmp_path):
     queue = (QUEUE[0], QUEUE[2], dataclasses.replace(QUEUE[0], name="d", lr=0.03), dataclasses.replace(QUEUE[2], name="e"))
-    control = QueueControl()
+    control = Steering()
     rec = Recorder(resume_when_both_are_up(control))
-    result = run_queue(spec_of(tiny_backend, queue), rec, lambda: False, control=control, log_dir=tmp_path)
+    result = run_queue(spec_of(tiny_backend, queue), rec, control, log_dir=tmp_path)
     assert sorted(e.batch for e in rec.of(ev.BatchAssigned)) == [("a", "c"), ("d", "e")]
-    inline = run_queue(spec_of(tiny_backend, queue, Executor()), lambda e: None, lambda: False,
+    inline = run_queue(spec_of(tiny_backend, queue, Executor()), lambda e: None,
                        models=load_models(tiny_backend))  # fmt: skip
     for row, reference in zip(result.experiments, inline.experiments):  # inline ran them as one batch of four
         close(row, reference)
@@ -192,7 +193,7 @@ def test_one_story_is_shared_out_among_idle_workers_with_the_inline_numbers(clus
 def test_models_that_do_not_load_on_the_workers_fail_the_queue_in_one_line(cluster, tiny_backend, tmp_path):
     broken = dataclasses.replace(tiny_backend, predictor=str(tmp_path / "no-such-predictor"))
     rec = Recorder()
-    result = run_queue(spec_of(broken), rec, lambda: False, log_dir=tmp_path)
+    result = run_queue(spec_of(broken), rec, log_dir=tmp_path)
     assert result.status == "failed"
     (failed,) = rec.of(ev.BackendFailed)
     assert "no-such-predictor" in failed.error and "\n" not in failed.error

@@ -94,7 +94,7 @@ async def test_live_view_and_decodes_follow_the_running_experiment(small_queue, 
         await pilot.pause(0.2)
         assert app.query_one("#trace").view.name == "higher_lr"
         assert '"I like cheese." · lr 0.05' in app.query_one("#trace").render().plain
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
     assert results_json(app.session.run_dir)["status"] == "done"
 
@@ -104,7 +104,7 @@ async def test_pause_holds_the_engine_and_resume_finishes(small_queue, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: any(x.sims for x in app.state.experiments.values()), "a first step")
         await pilot.press("p")
-        await wait_until(pilot, lambda: app.control.paused and app.state.paused, "the pause")
+        await wait_until(pilot, lambda: app.steering.paused and app.state.paused, "the pause")
         await wait_until(pilot, lambda: not app.bridge._events and app.state.paused, "queued events to drain")
         await pilot.pause(0.3)
         steps = {x.name: x.step for x in app.state.experiments.values()}
@@ -125,7 +125,7 @@ async def test_shift_s_skips_the_running_batch_and_the_queue_goes_on(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, paused.is_set, "the pause at step 3")
         await pilot.press("S")  # shift+s: the whole running batch
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
         await pilot.pause()
         assert "done 1/2 · 1 skipped" in app.query_one("#status").render().plain
@@ -144,7 +144,7 @@ async def test_quit_while_running_asks_then_saves_interrupted_and_exits_130(smal
         assert isinstance(app.screen, ConfirmQuit)
         await pilot.press("n")  # changed their mind: nothing stops
         await pilot.pause()
-        assert not isinstance(app.screen, ConfirmQuit) and not app.control.should_stop()
+        assert not isinstance(app.screen, ConfirmQuit) and not app.steering.stop_requested
         await pilot.press("q")
         await pilot.press("y")
         await wait_until(pilot, lambda: app.engine_code is not None, "the engine to save and stop")
@@ -193,7 +193,7 @@ async def test_live_edits_apply_to_pending_and_invalid_ones_are_shown(tmp_path):
         config.write_text(queue_toml([*SMALL_QUEUE[:2], added]), encoding="utf-8")
         bump(config)
         await wait_until(pilot, lambda: "Queue updated" in notices(app), "the reload notification")
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: "added_live" in app.state.experiments, "the new experiment in the queue")
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
         assert [x.status for x in app.state.experiments.values()] == [ev.DONE] * 3
@@ -262,7 +262,7 @@ async def test_resume_in_the_dashboard_keeps_finished_results_and_completes_the_
     def stop_in_later(event: ev.Event) -> None:  # engine thread: stop exactly after step 3 of the second batch
         if isinstance(event, ev.Step) and event.name == "later" and event.step == 3 and not stopped.is_set():
             stopped.set()
-            first.control.request_stop()
+            first.steering.request_stop()
 
     first.event_tap = stop_in_later
     async with first.run_test(size=(80, 24)) as pilot:
@@ -302,7 +302,7 @@ async def test_the_live_view_moves_on_when_the_followed_experiment_finishes(tmp_
         await pilot.press("up")  # the user looks at the finished one: it stays shown
         await pilot.pause(0.3)
         assert app.query_one("#trace").view.name == "short"
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
         assert app.query_one("#trace").view.name == "short"
 
@@ -326,5 +326,5 @@ async def test_resizing_while_running_keeps_every_panel(small_queue, tmp_path):
         await pilot.press("1")
         await pilot.pause(0.2)
         assert app.queue.display
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")

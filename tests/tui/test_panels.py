@@ -72,7 +72,7 @@ async def test_results_show_running_and_pending_rows_live_and_export_writes_them
         assert by_name["first"]["steps_done"] == 5 and by_name["later"]["status"] == ev.PENDING
         run = report.Run(str(app.session.run_dir), exported)
         assert (app.session.run_dir / "export.csv").read_text(encoding="utf-8") == report.render([run], "csv")
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
 
 
@@ -143,7 +143,7 @@ async def test_the_live_chart_grows_with_the_terminal(small_queue, tmp_path):
         chart = app.trace.render().plain.splitlines()[2 : 2 + app.trace.chart_rows]
         assert chart[0].strip() and chart[-1].strip()  # both ends labelled, bars in between
         assert app.decoded.size.height >= 12
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
 
 

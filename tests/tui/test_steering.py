@@ -19,7 +19,7 @@ def pause_at_steps(app: EmboptApp, name: str, steps: tuple[int, ...]) -> list[th
 
     def tap(event: ev.Event) -> None:
         if isinstance(event, ev.Step) and event.name == name and event.step in steps:
-            app.control.pause()
+            app.steering.pause()
             reached[steps.index(event.step)].set()
 
     app.event_tap = tap
@@ -40,7 +40,7 @@ async def test_s_skips_the_experiment_selected_in_the_queue_and_skipped_is_its_o
         assert app.queue.selected_name() == "higher_lr"
         await pilot.press("s")
         assert "Skipping higher_lr (running)" in notices(app)
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: second.is_set() and app.state.paused, "the pause at step 6")
         await wait_until(pilot, lambda: app.state.experiments["higher_lr"].status == ev.SKIPPED, "the skip")
         # Only the selected one ended; the rest of the batch goes on.
@@ -49,7 +49,7 @@ async def test_s_skips_the_experiment_selected_in_the_queue_and_skipped_is_its_o
         assert "higher_lr: saved as skipped" in notices(app)
         await pilot.press("s")  # a finished one cannot be skipped
         assert "higher_lr is skipped" in notices(app)
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
         await pilot.pause()
 
@@ -74,7 +74,7 @@ async def test_s_skips_a_pending_experiment_before_it_runs(tmp_path):
         await pilot.press("down")
         await pilot.press("s")
         assert "Skipping later (pending)" in notices(app)
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
     rows = {r["name"]: r for r in results_json(app.session.run_dir)["experiments"]}
     assert rows["first"]["status"] == ev.DONE
@@ -92,7 +92,7 @@ async def test_the_quit_dialog_takes_its_key_again_as_yes_and_a_third_exits_at_o
         assert isinstance(app.screen, ConfirmQuit)
         await pilot.press(key)  # again, in the dialog: stop and quit
         await pilot.pause()
-        assert not isinstance(app.screen, ConfirmQuit) and app.quitting and app.control.should_stop()
+        assert not isinstance(app.screen, ConfirmQuit) and app.quitting and app.steering.stop_requested
         await wait_until(pilot, lambda: app.engine_code is not None, "the engine to save and stop")
     assert app.return_code == 130
     assert results_json(app.session.run_dir)["status"] == ev.INTERRUPTED
@@ -131,7 +131,7 @@ async def test_while_paused_the_eta_says_paused_and_the_speed_is_the_engines(sma
         await pilot.pause(0.3)
         title = app.trace.render().plain.splitlines()[0]
         assert "step 4/12" in title and "ETA paused" in title, title  # and it stays so: not a number ticking on
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: second.is_set() and app.state.paused, "the pause at step 8")
         await wait_until(pilot, lambda: not app.bridge._events, "the events to drain")
         # The speed and ETA drawn when running are the engine's (its rate leaves paused time out): nothing
@@ -141,5 +141,5 @@ async def test_while_paused_the_eta_says_paused_and_the_speed_is_the_engines(sma
         title = app.trace.lines(200)[0].plain
         assert f"{last.steps_per_s:.1f}/s" in title
         assert f"ETA {duration((last.total - last.step) / last.steps_per_s)}" in title
-        app.control.resume()
+        app.steering.resume()
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")

@@ -89,7 +89,7 @@ def pause_at_step(app: Any, step: int) -> threading.Event:
     def tap(event: ev.Event) -> None:
         if armed[0] and isinstance(event, ev.Step) and event.step >= step:
             armed[0] = False
-            app.control.pause()
+            app.steering.pause()
         elif isinstance(event, ev.Paused) and event.paused:
             acknowledged.set()
 
@@ -105,7 +105,7 @@ def stop_engine(app: Any) -> None:
     """After a Pilot session that left the engine running: stop it and wait until it saved."""
     if app.engine_gate is not None:
         app.engine_gate.set()
-    app.control.request_stop()
+    app.steering.request_stop()
     if app.engine_thread is not None:
         app.engine_thread.join(WAIT_S)
 

@@ -15,7 +15,7 @@ from engine.banks import cache as bank_cache, source as bank_source
 from engine.banks.bank import encoder_fingerprint, load_bank
 from engine.banks.source import BANK_CORPUS, BankError, bank_source_problem, iter_bank_sentences, resolve_bank_path
 from engine.mini import corpus as mini_corpus
-from engine.run.runner import load_models
+from engine.run.backend import load_models
 from engine.spec import Backend
 
 ENCODER, DTYPE = "embopt_mini_encoder", "float32"

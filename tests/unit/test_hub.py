@@ -15,7 +15,8 @@ import pytest
 from engine import events as ev
 from engine.events import BackendReady, event_from_json
 from engine.models.predictor_dir import PredictorError, parse_hub_id
-from engine.run.runner import load_models, run_queue
+from engine.run.backend import load_models
+from engine.run.runner import run_queue
 from engine.spec import Experiment, Spec, SpecError, Story, parse_spec
 
 MAIN = "0123456789abcdef0123456789abcdef01234567"
@@ -127,7 +128,7 @@ def test_the_run_fails_its_backend_once_and_records_the_hub_snapshot(hf_home, ti
     failed: list[ev.Event] = []
     experiments = (Experiment("e", "I like cheese.", story="s", steps=1),)
     spec = Spec(Path("q.toml"), hub_backend(tiny_backend, "owner/absent"), {"s": STORY}, experiments)
-    result = run_queue(spec, failed.append, lambda: False)
+    result = run_queue(spec, failed.append)
     assert result.status == ev.FAILED
     errors = [e.error for e in failed if isinstance(e, ev.BackendFailed)]
     assert len(errors) == 1 and errors[0].startswith("PredictorError: owner/absent: not in the Hugging Face cache")
@@ -135,7 +136,7 @@ def test_the_run_fails_its_backend_once_and_records_the_hub_snapshot(hf_home, ti
     snapshot = hf_home("owner/recorded", tiny_dir / "predictor", MAIN)
     seen: list[ev.Event] = []
     spec = dataclasses.replace(spec, backend=hub_backend(tiny_backend, "owner/recorded"))
-    assert run_queue(spec, seen.append, lambda: False).status == ev.DONE
+    assert run_queue(spec, seen.append).status == ev.DONE
     ready = next(e for e in seen if isinstance(e, BackendReady))
     assert (ready.predictor, ready.predictor_revision) == (str(snapshot), MAIN)
     assert event_from_json(json.loads(json.dumps(ready.to_json()))) == ready

@@ -16,9 +16,9 @@ FACES = ("textual", "rich", "embopt_tui")
 HEAVY = ("torch", "fairseq2", "sonar", "ray")
 # What `embopt-tui --check` / `report` / starting a run load before the engine thread starts.
 LIGHT = (
-    "embopt_tui.cli", "engine.spec", "engine.events", "engine.run.steering",
-    "engine.rundir.report", "engine.rundir.store", "engine.run.session", "engine.banks.source", "engine.results",
-    "engine.methods", "engine.methods.options",
+    "embopt_tui.cli", "engine.spec", "engine.events", "engine.results", "engine.methods", "engine.banks.source",
+    "engine.run.steering", "engine.run.queue", "engine.run.threads", "engine.run.session",
+    "engine.rundir.report", "engine.rundir.store",
 )  # fmt: skip
 
 PROBE = """
@@ -80,7 +80,7 @@ from engine.spec import Backend, Experiment, Spec, Story
 backend = Backend(encoder="tiny_encoder", decoder="tiny_decoder", tokenizer="tiny_encoder",
                   predictor=sys.argv[1], device="cpu")
 spec = Spec(Path("experiments.toml"), backend, {"lily": Story("lily", LILY_STORY)}, (Experiment("a", "Hi.", steps=1),))
-assert run_queue(spec, lambda event: None, lambda: False).status == "done"
+assert run_queue(spec, lambda event: None).status == "done"
 print("ray" in sys.modules, "engine.run.executors.ray" in sys.modules)
 """
 

@@ -10,12 +10,17 @@ import torch
 from engine import events as ev
 from engine.banks.bank import load_bank
 from engine.banks.source import BANK_CORPUS
-from engine.methods.options import BankSearchOptions, BankSwapOptions, GradientOptions, TokenSwapOptions
+from engine.methods.bank_search import BankSearchOptions
+from engine.methods.bank_swap import BankSwapOptions
+from engine.methods.gradient import GradientOptions
+from engine.methods.token_swap import TokenSwapOptions
 from engine.mini.corpus import LILY_STORY
 from engine.scoring.objectives import cycle_distance
 from engine.run.batches import optimize_batch
-from engine.scoring.problem import Scorer, build_problem, fast_forward
-from engine.run.runner import load_models, run_queue
+from engine.scoring.problem import build_problem, fast_forward
+from engine.scoring.scorer import Scorer
+from engine.run.backend import load_models
+from engine.run.runner import run_queue
 from engine.spec import Backend, Experiment, Objective, Spec, Story
 
 LILY = Story("lily", LILY_STORY, optimize=0, targets=(1,))
@@ -174,7 +179,7 @@ def test_the_queue_batches_by_method_and_a_second_run_reads_the_bank_cache(model
     runs = []
     for _ in range(2):
         events: list[ev.Event] = []
-        result = run_queue(spec, events.append, lambda: False, models=models)
+        result = run_queue(spec, events.append, models=models)
         assert [r["status"] for r in result.experiments] == ["done"] * 3
         runs.append(events)
     batches = {e.name: e.batch for e in runs[0] if isinstance(e, ev.ExperimentStarted)}

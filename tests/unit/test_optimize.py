@@ -11,7 +11,7 @@ from engine.methods.gradient import optimizer_step
 from engine.run.batches import optimize_batch
 from engine.scoring.problem import build_problem, predict
 from engine.models.predictor import BEGIN_TEXT
-from engine.run.runner import load_models
+from engine.run.backend import load_models
 from engine.spec import Experiment, Objective, Story
 
 LILY = Story("lily", LILY_STORY, optimize=0, targets=(1, 2))
@@ -178,7 +178,7 @@ def test_add_begin_predictors_get_the_begin_sentence_first(models, tiny_dir, tmp
 
 
 def test_identical_rows_decode_once_to_the_same_text(models):
-    from engine.scoring.problem import decode_unique
+    from engine.scoring.scorer import decode_unique
 
     calls = []
     space = models.space

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine.run.steering import QueueControl
+from engine.run.steering import Steering
 from engine.mini.corpus import LILY_STORY
-from engine.run.runner import RunResult, load_models, run_queue
+from engine.run.backend import load_models
+from engine.run.runner import RunResult, run_queue
 from engine.spec import Experiment, Spec, Story
 
 # Every results field the engine fills ("best" compares rows: the store marks it), plus z.
@@ -66,7 +67,7 @@ def test_load_models_is_cached_per_backend(tiny_backend, models):
 
 def test_a_queue_runs_in_batches_per_story(tiny_backend, models):
     rec = Recorder()
-    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, lambda: False, models=models)
+    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, models=models)
     assert isinstance(result, RunResult) and result.status == "done"
     assert [r["name"] for r in result.experiments] == ["a", "b", "c"]
     for row in result.experiments:
@@ -85,8 +86,16 @@ def test_a_queue_runs_in_batches_per_story(tiny_backend, models):
 
 def test_stop_mid_run_keeps_trajectories_as_interrupted(tiny_backend, models):
     steps = []
-    rec = Recorder(lambda e: steps.append(e) if isinstance(e, ev.Step) else None)
-    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, lambda: len(steps) >= 4, models=models)
+    steering = Steering()
+
+    def hook(event):
+        if isinstance(event, ev.Step):
+            steps.append(event)
+            if len(steps) >= 4:
+                steering.request_stop()
+
+    rec = Recorder(hook)
+    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, steering, models=models)
     rows = {r["name"]: r for r in result.experiments}
     assert result.status == "interrupted"
     assert rows["a"]["status"] == rows["c"]["status"] == "interrupted"
@@ -96,9 +105,9 @@ def test_stop_mid_run_keeps_trajectories_as_interrupted(tiny_backend, models):
 
 
 def test_skip_ends_the_running_batch_and_the_queue_goes_on(tiny_backend, models):
-    control = QueueControl()
+    control = Steering()
     rec = Recorder(lambda e: control.request_skip() if isinstance(e, ev.Step) and e.step == 2 and e.name == "a" else None)
-    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control.should_stop, control=control, models=models)
+    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control, models=models)
     rows = {r["name"]: r for r in result.experiments}
     assert rows["a"]["status"] == rows["c"]["status"] == "skipped"
     assert rows["a"]["steps_done"] == 2
@@ -106,7 +115,7 @@ def test_skip_ends_the_running_batch_and_the_queue_goes_on(tiny_backend, models)
 
 
 def test_skip_by_name_ends_that_experiment_only_and_skips_a_pending_one(tiny_backend, models):
-    control = QueueControl()
+    control = Steering()
 
     def hook(event):
         if isinstance(event, ev.Step) and event.step == 2 and event.name == "a":
@@ -114,7 +123,7 @@ def test_skip_by_name_ends_that_experiment_only_and_skips_a_pending_one(tiny_bac
             control.request_skip("b")  # pending: it never runs
 
     rec = Recorder(hook)
-    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control.should_stop, control=control, models=models)
+    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control, models=models)
     rows = {r["name"]: r for r in result.experiments}
     assert rows["a"]["status"] == "skipped" and rows["a"]["steps_done"] == 2
     assert rows["c"]["status"] == "done" and rows["c"]["steps_done"] == rows["c"]["steps"]
@@ -124,7 +133,7 @@ def test_skip_by_name_ends_that_experiment_only_and_skips_a_pending_one(tiny_bac
 
 
 def test_pause_waits_and_announces(tiny_backend, models):
-    control = QueueControl()
+    control = Steering()
 
     def hook(event):
         if isinstance(event, ev.Step) and event.step == 1 and event.name == "a":
@@ -134,7 +143,7 @@ def test_pause_waits_and_announces(tiny_backend, models):
             control.resume()  # the consumer resumes; the engine wakes on its next wait
 
     rec = Recorder(hook)
-    result = run_queue(make_spec(tiny_backend, *QUEUE[:1]), rec, control.should_stop, control=control, models=models)
+    result = run_queue(make_spec(tiny_backend, *QUEUE[:1]), rec, control, models=models)
     assert [e.paused for e in rec.of(ev.Paused)] == [True, False]
     assert result.status == "done" and result.experiments[0]["steps_done"] == 4
 
@@ -142,7 +151,7 @@ def test_pause_waits_and_announces(tiny_backend, models):
 def test_a_reload_while_paused_shows_before_resuming(tiny_backend, models):
     import threading
 
-    control = QueueControl()
+    control = Steering()
     grown = make_spec(tiny_backend, *QUEUE[:1], Experiment("x", "I like cheese.", steps=2))
     safety = threading.Timer(30, control.resume)  # a broken engine fails the test instead of hanging it
 
@@ -156,7 +165,7 @@ def test_a_reload_while_paused_shows_before_resuming(tiny_backend, models):
             control.resume()
 
     rec = Recorder(hook)
-    result = run_queue(make_spec(tiny_backend, *QUEUE[:1]), rec, control.should_stop, control=control, models=models)
+    result = run_queue(make_spec(tiny_backend, *QUEUE[:1]), rec, control, models=models)
     safety.cancel()
     kinds = [(type(e).__name__, getattr(e, "names", None)) for e in rec.events if isinstance(e, (ev.Paused, ev.QueueChanged))]
     grown_at = kinds.index(("QueueChanged", ("a", "x")))
@@ -165,7 +174,7 @@ def test_a_reload_while_paused_shows_before_resuming(tiny_backend, models):
 
 
 def test_stop_while_paused_wakes_and_interrupts(tiny_backend, models):
-    control = QueueControl()
+    control = Steering()
 
     def hook(event):
         if isinstance(event, ev.Step) and event.step == 1:
@@ -173,12 +182,12 @@ def test_stop_while_paused_wakes_and_interrupts(tiny_backend, models):
         if isinstance(event, ev.Paused) and event.paused:
             control.request_stop()
 
-    result = run_queue(make_spec(tiny_backend, *QUEUE[:1]), Recorder(hook), control.should_stop, control=control, models=models)
+    result = run_queue(make_spec(tiny_backend, *QUEUE[:1]), Recorder(hook), control, models=models)
     assert result.status == "interrupted" and result.experiments[0]["steps_done"] == 1
 
 
 def test_live_reload_changes_only_pending_experiments(tiny_backend, models):
-    control = QueueControl()
+    control = Steering()
     edited = make_spec(
         tiny_backend,
         QUEUE[0],
@@ -196,7 +205,7 @@ def test_live_reload_changes_only_pending_experiments(tiny_backend, models):
                 control.replace_spec(spec)
 
     rec = Recorder(hook)
-    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control.should_stop, control=control, models=models)
+    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control, models=models)
     rows = {r["name"]: r for r in result.experiments}
     assert [r["name"] for r in result.experiments] == ["a", "b", "c", "d"]
     assert rows["c"]["status"] == "done" and rows["c"]["steps_done"] == 5  # running: untouched
@@ -205,17 +214,17 @@ def test_live_reload_changes_only_pending_experiments(tiny_backend, models):
     assert ("a", "b", "c", "d") in [e.names for e in rec.of(ev.QueueChanged)]
     assert {e.name: e.batch for e in rec.of(ev.ExperimentStarted)}["b"] == ("b", "d")
 
-    control = QueueControl()
+    control = Steering()
     rec = Recorder(lambda e: control.replace_spec(without_b) if isinstance(e, ev.ExperimentStarted) else None)
-    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control.should_stop, control=control, models=models)
+    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control, models=models)
     assert [r["name"] for r in result.experiments] == ["a", "c"]  # pending "b" left the queue
 
 
 def test_completed_results_are_kept_and_not_rerun(tiny_backend, models):
-    first = run_queue(make_spec(tiny_backend, *QUEUE[:2]), Recorder(), lambda: False, models=models)
+    first = run_queue(make_spec(tiny_backend, *QUEUE[:2]), Recorder(), models=models)
     earlier = {"a": dict(first.experiments[0], seconds=123.0)}
     rec = Recorder()
-    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, lambda: False, completed=earlier, models=models)
+    result = run_queue(make_spec(tiny_backend, *QUEUE), rec, completed=earlier, models=models)
     assert result.experiments[0] == earlier["a"]
     assert rec.events[0].statuses == ("done", "pending", "pending")
     assert "a" not in {e.name for e in rec.of(ev.ExperimentStarted)}
@@ -227,7 +236,7 @@ def test_completed_results_are_kept_and_not_rerun(tiny_backend, models):
 def test_a_backend_that_cannot_load_fails_every_pending_experiment(tiny_backend):
     backend = dataclasses.replace(tiny_backend, predictor="/nonexistent/predictor")
     rec = Recorder()
-    result = run_queue(make_spec(backend, *QUEUE), rec, lambda: False)
+    result = run_queue(make_spec(backend, *QUEUE), rec)
     assert result.status == "failed" and result.best == {}
     assert [r["status"] for r in result.experiments] == ["failed"] * 3
     assert "does not exist" in rec.of(ev.BackendFailed)[0].error
@@ -258,7 +267,7 @@ backend = Backend(kind="sonar", encoder="text_sonar_basic_encoder", decoder="tex
 story = Story("s", ("I like cheese.", "There was a boy named Tom."), targets=(1,))
 spec = Spec(Path("x.toml"), backend, {{"s": story}}, (Experiment("a", "Begin of text.", story="s", steps=3),))
 seen = []
-result = run_queue(spec, seen.append, lambda: False)
+result = run_queue(spec, seen.append)
 ready = [e for e in seen if isinstance(e, ev.BackendReady)][0]
 print(result.status, ready.backend, ready.device, ready.dim, result.experiments[0]["steps_done"])
 """
@@ -274,6 +283,6 @@ def test_a_predictor_of_another_width_is_a_backend_error(tiny_backend, tmp_path)
 
     narrow = write_tiny_predictor(tmp_path / "narrow", embed_dim=16)
     rec = Recorder()
-    result = run_queue(make_spec(dataclasses.replace(tiny_backend, predictor=str(narrow)), *QUEUE[:1]), rec, lambda: False)
+    result = run_queue(make_spec(dataclasses.replace(tiny_backend, predictor=str(narrow)), *QUEUE[:1]), rec)
     assert result.status == "failed"
     assert rec.of(ev.BackendFailed)[0].error.endswith("predictor embed_dim is 16 but tiny_encoder makes 32-d vectors")

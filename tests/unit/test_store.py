@@ -284,9 +284,9 @@ def test_live_edits_survive_a_resume(tiny_dir: Path, tmp_path: Path) -> None:
 
     def live(event: ev.Event) -> None:  # what the dashboard does on save, then Ctrl+C once the engine took it
         if isinstance(event, ev.Step) and event.name == "a" and event.step == 1:
-            session.control.replace_spec(edited)
+            session.steering.replace_spec(edited)
         elif isinstance(event, ev.ConfigApplied):
-            session.control.request_stop()
+            session.steering.request_stop()
 
     session.subscribe(live)
     assert session.run().status == "interrupted"

@@ -60,6 +60,6 @@ def test_a_run_with_truncated_weights_fails_its_backend_naming_the_file(predicto
     story = Story("s", ("Once upon a time, there was a little girl named Lily.", "She loved to play outside."))
     spec = Spec(Path("q.toml"), backend, {"s": story}, (Experiment("e", "I like cheese.", story="s", steps=1),))
     seen: list[ev.Event] = []
-    assert run_queue(spec, seen.append, lambda: False).status == ev.FAILED
+    assert run_queue(spec, seen.append).status == ev.FAILED
     (failed,) = [e for e in seen if isinstance(e, ev.BackendFailed)]
     assert failed.error.startswith(f"PredictorError: {predictor_copy / 'model.safetensors'}: cannot read the weights")

@@ -2,7 +2,7 @@
 
 The driver hands out batches, re-emits what the workers stream back (so the
 run directory, resume and the faces see the events an inline run makes) and
-answers the controls: pause stops handing out batches, stop and skip reach the
+answers the steering: pause stops handing out batches, stop and skip reach the
 workers between steps. A batch whose worker dies runs again from its start on
 a fresh worker, up to ``max_attempts`` runs, then its experiments fail with the
 worker's error and the queue goes on.
@@ -47,12 +47,14 @@ from typing import Any, Iterator
 
 from engine import events as ev
 from engine.results import result_row
-from engine.run.runner import Controls, _Queue, fail_pending, thread_limit
+from engine.run.queue import Queue
+from engine.run.threads import thread_limit
 from engine.spec import Executor
+from engine.text import one_line
 
 LOG_FILE = "ray.log"
 LOGS_DIR = "ray-logs"
-POLL_S = 0.25  # how often the driver looks at the controls while nothing arrives: the faces redraw at 4 Hz
+POLL_S = 0.25  # how often the driver looks at the steering while nothing arrives: the faces redraw at 4 Hz
 OBJECT_STORE_BYTES = 128 * 2**20  # events and results only: Ray's default (30 % of RAM) would reserve GBs
 
 
@@ -82,11 +84,6 @@ class _Worker:
     @property
     def gpus(self) -> tuple[str, ...]:
         return tuple(self.info["gpus"]) if self.info else ()
-
-
-def _one_line(err: BaseException) -> str:
-    text = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def _reachable(address: str) -> None:
@@ -204,7 +201,7 @@ def start_cluster(executor: Executor) -> str | None:
         try:
             ray.init(address=executor.address, log_to_driver=False, configure_logging=False, include_dashboard=False)
         except Exception as err:
-            raise ClusterError(f"cannot join the Ray cluster at {executor.address}: {_one_line(err)}") from None
+            raise ClusterError(f"cannot join the Ray cluster at {executor.address}: {one_line(err)}") from None
         return None
     ray_constants.ENABLE_RAY_CLUSTER = False  # get_node_ip_address() -> 127.0.0.1 (ray was imported before)
     temp_dir = tempfile.mkdtemp(prefix="embopt-ray-")  # 0700; Ray makes its own temp dir 0777, so inside this one
@@ -221,7 +218,7 @@ def start_cluster(executor: Executor) -> str | None:
             )
     except Exception as err:
         shutil.rmtree(temp_dir, ignore_errors=True)
-        raise ClusterError(f"cannot start a local Ray cluster: {_one_line(err)}") from None
+        raise ClusterError(f"cannot start a local Ray cluster: {one_line(err)}") from None
     _start_reaper(temp_dir)
     return temp_dir
 
@@ -333,12 +330,12 @@ def worker_count(executor: Executor) -> tuple[int, float]:
 
 
 def worker_threads(spec: Any, workers: int) -> int:
-    """torch threads per worker: :func:`engine.run.runner.thread_limit`, else a share of this host's cores."""
+    """torch threads per worker: :func:`engine.run.threads.thread_limit`, else a share of this host's cores."""
     threads = thread_limit(spec)
     return threads if threads is not None else max(1, (os.cpu_count() or 1) // workers)
 
 
-def run_on_ray(queue: _Queue, controls: Controls, executor: Executor, *, log_dir: Path | None = None) -> bool:
+def run_on_ray(queue: Queue, executor: Executor, *, log_dir: Path | None = None) -> bool:
     """Run the queue on the cluster ``executor`` names; True when it was stopped. Raises ClusterError.
 
     A cluster this process already joined (tests) is used as it is and left running.
@@ -348,11 +345,11 @@ def run_on_ray(queue: _Queue, controls: Controls, executor: Executor, *, log_dir
     log_path = (log_dir or Path(tempfile.gettempdir())) / LOG_FILE
     with _RayLog(log_path) as ray_log:
         owns = not _ray_initialized()
-        controls.emit(ev.BackendLoading("starting the Ray cluster" if owns else "joining the Ray cluster", 0.0))
+        queue.emit(ev.BackendLoading("starting the Ray cluster" if owns else "joining the Ray cluster", 0.0))
         temp_dir = start_cluster(executor) if owns else None
         ray_log.attach()
         try:
-            return _Driver(queue, controls, executor).run()
+            return _Driver(queue, executor).run()
         finally:
             if owns:
                 stop_cluster(temp_dir, log_dir)
@@ -367,14 +364,14 @@ def _ray_initialized() -> bool:
 
 
 class _Driver:
-    def __init__(self, queue: _Queue, controls: Controls, executor: Executor) -> None:
+    def __init__(self, queue: Queue, executor: Executor) -> None:
         import ray
 
         from engine.run.executors.ray_worker import BatchWorker
 
         self.ray, self.actor_class = ray, BatchWorker
-        self.queue, self.controls, self.executor = queue, controls, executor
-        self.emit = controls.emit
+        self.queue, self.steering, self.executor = queue, queue.steering, executor
+        self.emit = queue.emit
         self.inbox: queue_mod.Queue = queue_mod.Queue()
         self.workers: list[_Worker] = []
         self.retry: deque[tuple[list[str], int]] = deque()
@@ -417,12 +414,9 @@ class _Driver:
             return None
         # More idle workers than kinds of batch: share this one out (inline keeps it whole).
         idle = sum(w.info is not None and w.task is None for w in self.workers)
-        kinds = len({(e.story, e.method, e.bank) for e in self._pending()})
+        kinds = len({(e.story, e.method, e.bank) for e in self.queue.pending()})
         share = math.ceil(len(batch) / max(1, idle - kinds + 1))
         return [e.name for e in batch[:share]], 1
-
-    def _pending(self) -> list[Any]:
-        return [self.queue.experiments[n] for n in self.queue.names if self.queue.status[n] == ev.PENDING]
 
     def assign(self, worker: _Worker) -> bool:
         picked = self.next_names()
@@ -430,9 +424,7 @@ class _Driver:
             return False
         names, attempt = picked
         if attempt == 1:
-            for name in names:
-                self.queue.status[name] = ev.RUNNING
-            self.emit(self.queue.event())
+            self.queue.start([self.queue.experiments[n] for n in names])
         self.tasks += 1
         task = _Task(self.tasks, names, attempt)
         worker.task = task
@@ -462,7 +454,7 @@ class _Driver:
                 row = result_row(experiment, self.queue.spec.story_of(experiment), status)
                 if error is not None:
                     row["error"] = error
-                self.queue.finish(row, self.emit)
+                self.queue.finish(row)
 
     # --- the loop ------------------------------------------------------------
     def run(self) -> bool:
@@ -480,10 +472,10 @@ class _Driver:
         return self.stopping and any(s in (ev.PENDING, ev.INTERRUPTED) for s in self.queue.status.values())
 
     def step(self) -> bool:
-        """One turn: controls, hand out work, take what arrived. False once the queue is over."""
-        self.controls.reload()
+        """One turn: steering, hand out work, take what arrived. False once the queue is over."""
+        self.queue.apply_edit()
         self.follow_pause()
-        if self.controls.stop_requested() and not self.stopping:
+        if self.steering.stop_requested and not self.stopping:
             self.stopping = True
             for worker in self.workers:
                 if worker.task is not None:
@@ -498,10 +490,10 @@ class _Driver:
                     break
         busy = any(w.task is not None for w in self.workers)
         if not busy and not self.retry:
-            if self.stopping or not self._pending():
+            if self.stopping or not self.queue.pending():
                 return False
             if not self.workers:  # every worker died and none could replace it
-                fail_pending(self.queue, self.last_error or "no Ray worker is left", self.emit)
+                self.queue.end_pending(ev.FAILED, error=self.last_error or "no Ray worker is left")
                 return False
         try:
             message = self.inbox.get(timeout=POLL_S)
@@ -511,8 +503,7 @@ class _Driver:
         return True
 
     def follow_pause(self) -> None:
-        control = self.controls.control
-        paused = bool(control is not None and control.paused and not self.controls.stop_requested())
+        paused = self.steering.paused and not self.steering.stop_requested
         if paused != self.paused:
             self.paused = paused
             self.emit(ev.Paused(paused))
@@ -520,7 +511,7 @@ class _Driver:
     def skip(self) -> None:
         running = frozenset(n for w in self.workers if w.task for n in w.task.left)
         waiting = frozenset(n for names, _ in self.retry for n in names)
-        names = self.controls.take_skip(running | waiting)
+        names = self.queue.take_skip(running | waiting)
         if not names:
             return
         for worker in self.workers:
@@ -543,13 +534,13 @@ class _Driver:
             if self._is_death(payload):
                 self.died(worker, payload)
             else:  # the models do not load: nothing pending can run anywhere
-                error = _one_line(payload.cause if hasattr(payload, "cause") and payload.cause else payload)
+                error = one_line(payload.cause if hasattr(payload, "cause") and payload.cause else payload)
                 self.emit(ev.BackendFailed(error))
                 for other in self.workers:
                     if other.task is not None:
                         self.finish_rows(other.task.left, ev.FAILED, error)
                         other.task = None
-                fail_pending(self.queue, error, self.emit)
+                self.queue.end_pending(ev.FAILED, error=error)
                 self.retry.clear()
                 self.stopping = True
         elif kind == "items":
@@ -559,7 +550,7 @@ class _Driver:
                 self.finish_rows(task.left, ev.FAILED, f"worker {worker.name} ended the batch without its results")
             worker.task = None
         elif kind == "error":
-            self.finish_rows(task.left, ev.FAILED, _one_line(payload))
+            self.finish_rows(task.left, ev.FAILED, one_line(payload))
             worker.task = None
         elif kind == "died":
             self.died(worker, payload)
@@ -582,13 +573,13 @@ class _Driver:
             elif "finished" in item:
                 result = item["finished"]
                 task.finished.add(result["name"])
-                self.queue.finish(result, self.emit)
+                self.queue.finish(result)
             elif "error" in item:
                 self.finish_rows(task.left, ev.FAILED, item["error"])
                 task.finished.update(task.names)
 
     def died(self, worker: _Worker, err: BaseException) -> None:
-        error = f"worker {worker.name} died: {_one_line(err)}"
+        error = f"worker {worker.name} died: {one_line(err)}"
         self.last_error = error
         self.workers.remove(worker)
         self._kill(worker)

@@ -1,6 +1,6 @@
 """A worker of the ray executor: a Ray actor that loads the models once and runs batches.
 
-It runs each batch with the engine's own code (:func:`engine.run.runner.run_batch`)
+It runs each batch with the engine's own code (:func:`engine.run.batches.run_batch`)
 in a thread of its own and streams what the engine emits back to the driver
 as JSON-shaped dicts: ``{"event": Event.to_json()}``, ``{"finished": result
 row}``, or ``{"error": one line}``. It writes nothing: the driver is the only
@@ -19,18 +19,14 @@ from typing import Any, Iterator
 
 import ray
 
-from engine.run.runner import ready, run_batch
+from engine.methods.method import GO_ON, STOP, Command
 from engine.spec import Experiment, Spec
+from engine.text import one_line
 
 # What a worker gathers into one streamed object, at the faces' own 4 Hz. Each object wakes the driver; where it
 # shares the cores with the workers each wake-up preempts one: 0.1 s made the batches ~10 % slower than 0.25 s here.
 STREAM_EVERY_S = 0.25
 STREAM_BATCH = 1024
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 @ray.remote(max_restarts=0, max_concurrency=2)
@@ -47,6 +43,8 @@ class BatchWorker:
 
     def prepare(self, spec: Spec) -> dict[str, Any]:
         """Load the backend (once); returns where this worker runs and the loading events to show."""
+        from engine.run.backend import ready
+
         events: list[Any] = []
         self.models = ready(spec.backend, None, spec, events.append)
         gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
@@ -67,15 +65,15 @@ class BatchWorker:
             else:
                 self._commands[batch_id] = set(current or ()) | set(command)
 
-    def _poll(self, batch_id: int) -> str | frozenset[str] | None:
+    def _poll(self, batch_id: int) -> Command:
         with self._lock:
             command = self._commands.get(batch_id)
             if command == "stop":
-                return "stop"
+                return STOP
             if command:
                 self._commands[batch_id] = set()
-                return frozenset(command)
-            return None
+                return Command(skip=frozenset(command))
+            return GO_ON
 
     @ray.method(num_returns="streaming", max_task_retries=0)  # retries replay the stream: the driver retries
     def run_batch(self, batch_id: int, experiments: list[Experiment], spec: Spec) -> Iterator[list[dict[str, Any]]]:
@@ -83,6 +81,8 @@ class BatchWorker:
         # the GIL back and forth thousands of times a batch and slow the batch's own small torch calls.
         out: deque[dict[str, Any]] = deque()
         ended = threading.Event()
+
+        from engine.run.batches import run_batch  # torch: in the worker, never in the driver that imports this class
 
         def work() -> None:
             try:
@@ -96,7 +96,7 @@ class BatchWorker:
                     poll=lambda: self._poll(batch_id),
                 )
             except BaseException as err:  # the driver fails what did not finish, with this line
-                out.append({"error": _one_line(err)})
+                out.append({"error": one_line(err)})
             finally:
                 ended.set()
 

@@ -1,28 +1,31 @@
-"""What every method shares: the batch it runs, its start, and the honest score.
+"""The batch a method runs, its start, and the honest score.
 
 The honest score of an experiment is the best *real sentence* its method found
 and how well that sentence does in z's place (``text``, ``text_sim``): for the
 gradient method the best of the texts z decoded to along the way, for the bank
 methods the best bank sentence. Each candidate is encoded and scored exactly
-through :class:`engine.scoring.problem.Scorer`; ``scored`` counts those scorings.
+through :class:`engine.scoring.scorer.Scorer`; ``scored`` counts those scorings.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from engine.events import RUNNING, Event, ExperimentStarted
-from engine.scoring.objectives import cosine_sims
-from engine.scoring.problem import Problem, Scorer
+from engine.events import RUNNING, Decoded, Event, ExperimentStarted
+from engine.methods.method import Command
 from engine.results import Row
-from engine.spec import Story
+from engine.scoring.problem import Problem
+from engine.scoring.scorer import Scorer
 
-Poll = Callable[[], "str | frozenset[str] | None"]  # between steps: "stop", names to skip, or None
+if TYPE_CHECKING:
+    from engine.spec import Story
+
+Poll = Callable[[], Command]  # between steps: what the running rows must do
 Finish = Callable[..., None]  # finish(i, status, z_row=None, error=None)
 
 
@@ -45,7 +48,7 @@ class Batch:
     def device(self) -> torch.device:
         return self.scorer.space.device
 
-    def poll(self) -> str | frozenset[str] | None:
+    def poll(self) -> Command:
         start = time.perf_counter()
         try:
             return self.poll_controller()
@@ -69,7 +72,7 @@ def start(batch: Batch, texts: Sequence[str] | None = None) -> Tensor:
     z = torch.cat([inits[t] for t in texts])
     with torch.inference_mode():  # init and oracle scores in one pass
         both = torch.cat([z, problem.oracle.unsqueeze(0)])
-        first = cosine_sims(batch.scorer.predictions(both), problem.targets).mean(dim=1).tolist()
+        first = batch.scorer.sims(batch.scorer.predictions(both)).mean(dim=1).tolist()
     oracle_sim = first[-1]
     names = tuple(e.name for e in experiments)
     for row, sim in zip(batch.rows, first):
@@ -143,17 +146,34 @@ def stop_early(options: Any, text_sim: float | None, exact: Sequence[bool] | Non
 
 
 def show_best(batch: Batch, i: int, text: str, vector: Tensor, sim: float, step: int) -> list[bool]:
-    """Decode the predictions made from a row's best sentence so far (its embedding ``vector`` [D]) and announce
-    them with it (a Decoded event); returns whether each prediction decodes exactly to its target."""
-    from engine.events import Decoded
-
-    row, scorer, targets = batch.rows[i], batch.scorer, batch.problem.target_texts
+    """Announce row i's best sentence so far (its embedding ``vector`` [D]) with what its predictions decode to;
+    returns whether each prediction decodes exactly to its target."""
     with torch.inference_mode():
-        preds = scorer.predictions(vector.unsqueeze(0).to(batch.device))[0]
-    row.decoded_z = text
-    row.decoded_predictions = scorer.decode(preds, row.experiment.beam_size)
-    row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
-    batch.emit(Decoded(
-        row.experiment.name, step, text, tuple(row.decoded_predictions), targets, tuple(row.exact_match), text, sim,
-    ))  # fmt: skip
-    return row.exact_match
+        preds = batch.scorer.predictions(vector.unsqueeze(0).to(batch.device))
+    show_decodes(batch, [i], preds, [text], step, [BestText(text, sim)])
+    return batch.rows[i].exact_match
+
+
+def show_decodes(
+    batch: Batch, which: Sequence[int], preds: Tensor, z_texts: Sequence[str], step: int, best: Sequence[BestText]
+) -> None:
+    """Decode the predictions [n, T, D] of rows ``which`` (one decoder call per beam size), keep them on the
+    rows with the text of z (``z_texts``) and whether each decodes exactly to its target, and announce each
+    row with its best real sentence so far (``best``) in a Decoded event."""
+    t, targets = preds.shape[1], batch.problem.target_texts
+    by_beam: dict[int, list[int]] = {}
+    for j, i in enumerate(which):
+        by_beam.setdefault(batch.rows[i].experiment.beam_size, []).append(j)
+    for beam, js in by_beam.items():
+        texts = batch.scorer.decode(preds[torch.tensor(js, device=preds.device)].reshape(-1, preds.shape[2]), beam)
+        for n, j in enumerate(js):
+            row = batch.rows[which[j]]
+            row.decoded_z = z_texts[j]
+            row.decoded_predictions = texts[n * t : (n + 1) * t]
+            row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
+            batch.emit(
+                Decoded(
+                    row.experiment.name, step, row.decoded_z, tuple(row.decoded_predictions), targets,
+                    tuple(row.exact_match), best[j].text, best[j].sim,
+                )
+            )  # fmt: skip

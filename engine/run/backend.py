@@ -1,0 +1,130 @@
+"""The loaded backend: the embedding space, the predictor and the norms of real sentences, loaded once per process.
+
+``norm = "reference"`` projects onto the mean L2 norm of real embeddings: the
+story's sentences plus, on the mini backend, a fixed sample of the mini corpus
+(:data:`CORPUS_SAMPLE` training sentences). Real SONAR ships no corpus, so
+there it is the story alone; give a number (0.207 for TinyStories) to pin it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from engine import events as ev
+from engine.models.predictor_dir import parse_hub_id
+from engine.spec import Backend, Spec
+
+CORPUS_SAMPLE = 256  # real sentences whose mean norm, with the story's, is the "reference" norm (mini backend)
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class Models:
+    """A loaded backend: embedding space, predictor and the norms of a real-sentence sample."""
+
+    backend: Backend
+    space: Any  # engine.models.space.EmbeddingSpace
+    predictor: Any  # engine.models.predictor.SonarLLMPredictor
+    corpus_norms: Any  # Tensor [N] (N may be 0): L2 norms of real sentence embeddings beyond the story
+    seconds: float
+    predictor_dir: str | None = None  # the directory loaded (a hub id's cache snapshot)
+    predictor_revision: str | None = None  # commit hash of that snapshot, when it came from the hub
+
+
+_models: dict[Backend, Models] = {}
+_models_lock = threading.Lock()
+
+
+def _corpus_sentences(backend: Backend) -> list[str]:
+    """A fixed sample of the mini corpus (what the mini models were trained on); none for real SONAR."""
+    if backend.kind != "mini":
+        return []
+    try:
+        from engine.mini.corpus import DEFAULT_SEED, generate_corpus
+    except ImportError:
+        return []
+    return generate_corpus(DEFAULT_SEED, 64).train_sentences()[:CORPUS_SAMPLE]
+
+
+def _predictor_dir(backend: Backend) -> str:
+    if backend.predictor is not None:
+        return backend.predictor
+    from engine.mini import PREDICTOR_DIR
+
+    return str(PREDICTOR_DIR)
+
+
+def _hub_id(backend: Backend) -> tuple[str, str | None] | None:
+    """(repo, revision) when the predictor is a hub id: engine.spec makes every directory absolute, so a
+    relative value of that form is one, whatever the working directory holds."""
+    if backend.predictor is None or os.path.isabs(backend.predictor):
+        return None
+    return parse_hub_id(backend.predictor)
+
+
+def load_models(backend: Backend, progress: Progress | None = None) -> Models:
+    """Load (once per process and backend config) the space and predictor a spec's backend names."""
+    with _models_lock:
+        if backend in _models:
+            return _models[backend]
+        import torch
+
+        from engine.models.predictor import load_predictor
+        from engine.models.space import load_space, resolve_device, resolve_dtype
+
+        report = progress or (lambda stage, fraction: None)
+        start = time.perf_counter()
+        device, dtype = resolve_device(backend.device), resolve_dtype(backend.dtype)
+        hub_id, snapshot = _hub_id(backend), None
+        if hub_id is not None:  # first: a missing download fails before the slow sonar import; its bytes get 0-40 %
+            from engine.models.hub import fetch
+
+            snapshot = fetch(*hub_id, progress=lambda s, f: report(s, 0.4 * f))
+        low = 0.4 if snapshot else 0.0
+        space = load_space(backend, device=device, dtype=dtype, progress=lambda s, f: report(s, low + (0.8 - low) * f))
+        report("predictor", 0.85)
+        directory = str(snapshot.path) if snapshot else _predictor_dir(backend)
+        predictor = load_predictor(directory, device=device, dtype=dtype)
+        predictor.requires_grad_(False)
+        if predictor.config.embed_dim != space.dim:
+            raise ValueError(
+                f"{directory}: predictor embed_dim is {predictor.config.embed_dim}"
+                f" but {backend.encoder} makes {space.dim}-d vectors"
+            )
+        report("reference norms", 0.95)
+        sentences = _corpus_sentences(backend)
+        norms = space.encode(sentences).float().norm(dim=1) if sentences else torch.zeros(0, device=device)
+        revision = snapshot.revision if snapshot else None
+        models = Models(backend, space, predictor, norms, time.perf_counter() - start, directory, revision)
+        _models[backend] = models
+        report("ready", 1.0)
+        return models
+
+
+def ready(backend: Backend, models: Models | None, spec: Spec, emit: Callable[[ev.Event], None]) -> Models:
+    """Load the backend (or take the injected one) and announce it."""
+    import torch
+
+    if models is None:
+        emit(ev.BackendLoading("loading models", 0.0))
+        models = load_models(backend, progress=lambda stage, fraction: emit(ev.BackendLoading(stage, fraction)))
+    # The announced reference norm: corpus sample plus every story of the spec (each batch uses its own story's).
+    sentences = [s for story in spec.stories.values() for s in story.sentences]
+    norms = models.space.encode(sentences).float().norm(dim=1) if sentences else torch.zeros(0)
+    reference = torch.cat([models.corpus_norms.float().cpu(), norms.cpu()])
+    emit(
+        ev.BackendReady(
+            backend=backend.kind,
+            device=str(models.space.device),
+            dim=int(models.space.dim),
+            reference_norm=float(reference.mean()) if reference.numel() else 0.0,
+            seconds=round(models.seconds, 3),
+            predictor=models.predictor_dir,
+            predictor_revision=models.predictor_revision,
+        )
+    )
+    return models
