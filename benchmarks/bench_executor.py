@@ -121,10 +121,19 @@ def ceiling(work: Path, backend: str, steps: int, processes: int, gpus: int, env
         share = range(k, STORIES, processes)
         config.write_text(queue_toml(backend, '[executor]\nkind = "inline"\n', steps, share), encoding="utf-8")
         env_k = {**env, "CUDA_VISIBLE_DEVICES": str(k)} if gpus else env
-        procs.append((config, subprocess.Popen(
-            command(config, work / f"runs-share{k}"), cwd=REPO, env=env_k, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )))  # fmt: skip
+        procs.append(
+            (
+                config,
+                subprocess.Popen(
+                    command(config, work / f"runs-share{k}"),
+                    cwd=REPO,
+                    env=env_k,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     for config, proc in procs:
         stdout, stderr = proc.communicate()
         check(config, proc.returncode, stdout, stderr)
@@ -132,9 +141,14 @@ def ceiling(work: Path, backend: str, steps: int, processes: int, gpus: int, env
 
 
 def one_round(
-    work: Path, backend: str, ray_executor: str, args: argparse.Namespace, processes: int, gpus: int,
+    work: Path,
+    backend: str,
+    ray_executor: str,
+    args: argparse.Namespace,
+    processes: int,
+    gpus: int,
     env: dict[str, str],
-):  # fmt: skip
+):
     """Inline, ray and the ceiling once, one after another: (wall seconds of each, results of each, phases of each)."""
     sides = {}
     for name, executor in (("inline", '[executor]\nkind = "inline"\n'), ("ray", ray_executor)):
@@ -161,7 +175,9 @@ def main() -> None:
     tiny_dir = None
     if args.tiny:
         tiny_dir = Path(tempfile.mkdtemp(prefix="bench-executor-tiny-"))
-        subprocess.run([sys.executable, "-m", "engine.mini.tiny", str(tiny_dir)], cwd=REPO, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "engine.mini.tiny", str(tiny_dir)], cwd=REPO, check=True, capture_output=True
+        )
         env["FAIRSEQ2_USER_ASSET_DIR"] = str(tiny_dir)
     gpus = gpu_count()
     backend = backend_toml(tiny_dir, gpus)
@@ -180,9 +196,7 @@ def main() -> None:
             Path(tempfile.mkdtemp(prefix="bench-executor-")), backend, ray_executor, args, processes, gpus, env
         )
         inline_rows = {r["name"]: r for r in sides["inline"][1]["experiments"]}
-        worst = max(
-            abs(r["final_sim"] - inline_rows[r["name"]]["final_sim"]) for r in sides["ray"][1]["experiments"]
-        )
+        worst = max(abs(r["final_sim"] - inline_rows[r["name"]]["final_sim"]) for r in sides["ray"][1]["experiments"])
         ratios["speedup"].append(sides["inline"][0] / sides["ray"][0])
         ratios["work"].append(sides["inline"][2]["work"] / sides["ray"][2]["work"])
         ratios["ceiling"].append(sides["inline"][0] / alone)
@@ -197,7 +211,8 @@ def main() -> None:
         print(
             f"medians of {args.repeat} rounds: ray vs inline {med['speedup']:.2f}x, work phase {med['work']:.2f}x,"
             f" ceiling {med['ceiling']:.2f}x (ray vs inline, each round: "
-            + ", ".join(f"{x:.2f}" for x in ratios["speedup"]) + ")"
+            + ", ".join(f"{x:.2f}" for x in ratios["speedup"])
+            + ")"
         )
     print(f"speedup: {statistics.median(ratios['speedup']):.2f}")
 

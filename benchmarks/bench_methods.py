@@ -43,9 +43,9 @@ def main() -> None:
     from engine.methods.bank_search import BankSearchOptions
     from engine.methods.bank_swap import BankSwapOptions
     from engine.mini.corpus import LILY_STORY, generate_corpus
+    from engine.run.backend import load_models
     from engine.run.batches import optimize_batch
     from engine.scoring.problem import build_problem, fast_forward, predict
-    from engine.run.backend import load_models
     from engine.spec import Backend, Experiment, Story
 
     models = load_models(Backend(device="cpu"))
@@ -57,8 +57,16 @@ def main() -> None:
     def run(experiment: Experiment, story: Story) -> tuple[dict, float]:
         start = time.perf_counter()
         events: list = []
-        (row,) = optimize_batch([experiment], story, space, predictor, emit=events.append,
-                                on_finished=lambda r: None, corpus_norms=models.corpus_norms, bank=bank)  # fmt: skip
+        (row,) = optimize_batch(
+            [experiment],
+            story,
+            space,
+            predictor,
+            emit=events.append,
+            on_finished=lambda r: None,
+            corpus_norms=models.corpus_norms,
+            bank=bank,
+        )
         assert row["status"] == "done", row["error"]
         return row, time.perf_counter() - start
 
@@ -75,25 +83,32 @@ def main() -> None:
     with torch.inference_mode():
         for i in range(n):
             e = bank.rows([i])
-            torch.nn.functional.cosine_similarity(predict(model, problem, e), problem.targets.unsqueeze(0), dim=-1).mean()
+            torch.nn.functional.cosine_similarity(
+                predict(model, problem, e), problem.targets.unsqueeze(0), dim=-1
+            ).mean()
     naive_rate = n / (time.perf_counter() - start)
     print(f"bank search: {engine_rate:,.0f} sentences/s (whole bank, {seconds:.2f}s incl. start and top-k rescoring)")
     print(f"one at a time: {naive_rate:,.0f} sentences/s ({n} sentences)")
     print(f"scoring speedup: {engine_rate / naive_rate:.1f}")
 
     # 2. swap vs search over a small generated set
-    stories = [Story(f"s{k}", s.sentences, optimize=0, targets=(1,)) for k, s in
-               enumerate(generate_corpus().heldout[: args.stories])]  # fmt: skip
-    swap = Experiment("swap", "I like cheese.", method="bank_swap", bank="corpus", steps=args.swap_steps,
-                      options=BankSwapOptions())  # fmt: skip
+    stories = [
+        Story(f"s{k}", s.sentences, optimize=0, targets=(1,))
+        for k, s in enumerate(generate_corpus().heldout[: args.stories])
+    ]
+    swap = Experiment(
+        "swap", "I like cheese.", method="bank_swap", bank="corpus", steps=args.swap_steps, options=BankSwapOptions()
+    )
     shares, reached = [], []
     for story in stories:
         best, _ = run(search, story)
         found, _ = run(swap, story)
         shares.append(found["scored"] / len(bank))
         reached.append(found["text_sim"] / best["text_sim"])
-        print(f"  {story.name}: search best {best['text_sim']:.3f}, swap {found['text_sim']:.3f} "
-              f"with {found['scored']} scorings ({shares[-1]:.1%} of the bank)")  # fmt: skip
+        print(
+            f"  {story.name}: search best {best['text_sim']:.3f}, swap {found['text_sim']:.3f} "
+            f"with {found['scored']} scorings ({shares[-1]:.1%} of the bank)"
+        )
     print(f"bank swap: scored {sum(shares) / len(shares):.1%} of the bank on average")
     print(f"bank swap: reached {sum(reached) / len(reached):.1%} of bank search's best on average")
 
@@ -104,8 +119,9 @@ def main() -> None:
         points = [p for p in row["search_trace"] if p[0] <= budget]
         return points[-1][1] if points else row["init_sim"]
 
-    long_swap = Experiment("swap", "I like cheese.", method="bank_swap", bank="corpus", steps=16,
-                           options=BankSwapOptions())  # fmt: skip
+    long_swap = Experiment(
+        "swap", "I like cheese.", method="bank_swap", bank="corpus", steps=16, options=BankSwapOptions()
+    )
     tokens = Experiment("tokens", "I like cheese.", method="token_swap", steps=40, options=TokenSwapOptions())
     per_k = {"bank swap": [], "token swap": [], "oracle": []}
     for story in stories:
@@ -114,8 +130,10 @@ def main() -> None:
         per_k["bank swap"].append(at_budget(swapped))
         per_k["token swap"].append(at_budget(swapped_tokens))
         per_k["oracle"].append(swapped["oracle_sim"])
-        print(f"  {story.name}: at 1,000 scorings bank swap {per_k['bank swap'][-1]:.3f}, "
-              f"token swap {per_k['token swap'][-1]:.3f} ({swapped_tokens['text']!r}), oracle {per_k['oracle'][-1]:.3f}")
+        print(
+            f"  {story.name}: at 1,000 scorings bank swap {per_k['bank swap'][-1]:.3f}, "
+            f"token swap {per_k['token swap'][-1]:.3f} ({swapped_tokens['text']!r}), oracle {per_k['oracle'][-1]:.3f}"
+        )
     for name in ("bank swap", "token swap"):
         values = per_k[name]
         print(f"{name}: honest score after 1,000 scorings {sum(values) / len(values):.3f} on average")

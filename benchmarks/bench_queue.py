@@ -130,13 +130,19 @@ def engine_run(spec, models) -> Timing:
 
 
 def _tiny_backend(spec, out: Path | None):
-    """Random-init tiny cards (built in a fresh process unless given); fairseq2 reads card folders once, before first use."""
+    """Random-init tiny cards (built in a fresh process unless given).
+
+    fairseq2 reads card folders once, before first use.
+    """
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="bench-tiny-"))
         subprocess.run([sys.executable, "-m", "engine.mini.tiny", str(out)], check=True, cwd=REPO, capture_output=True)
     os.environ["FAIRSEQ2_USER_ASSET_DIR"] = str(out)
     backend = dataclasses.replace(
-        spec.backend, encoder="tiny_encoder", decoder="tiny_decoder", tokenizer="tiny_encoder",
+        spec.backend,
+        encoder="tiny_encoder",
+        decoder="tiny_decoder",
+        tokenizer="tiny_encoder",
         predictor=str(out / "predictor"),
     )
     return dataclasses.replace(spec, backend=backend)
@@ -167,10 +173,14 @@ def main(argv: list[str] | None = None) -> None:
         spec = _tiny_backend(spec, args.tiny_dir)
     t = time.perf_counter()
     models = load_models(spec.backend)
-    print(f"backend: {spec.backend.kind} ({spec.backend.encoder}), device {models.space.device}, dim {models.space.dim}, "
-          f"torch threads {threads}, loaded in {time.perf_counter() - t:.1f}s (shared by both)")
-    print(f"queue: {len(spec.experiments)} experiments, {sum(e.steps for e in spec.experiments)} steps, "
-          f"decode every {sorted({e.decode_every for e in spec.experiments})}")
+    print(
+        f"backend: {spec.backend.kind} ({spec.backend.encoder}), device {models.space.device}, dim {models.space.dim}, "
+        f"torch threads {threads}, loaded in {time.perf_counter() - t:.1f}s (shared by both)"
+    )
+    print(
+        f"queue: {len(spec.experiments)} experiments, {sum(e.steps for e in spec.experiments)} steps, "
+        f"decode every {sorted({e.decode_every for e in spec.experiments})}"
+    )
     engine_run(spec, models)  # warm-up: first-call allocations and lazy imports, timed by neither side
 
     seeds, engines = [], []
@@ -180,11 +190,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"round {round_ + 1}: seed-style {seeds[-1].seconds:.2f}s, engine {engines[-1].seconds:.2f}s")
     seed = min(seeds, key=lambda r: r.seconds)
     engine = min(engines, key=lambda r: r.seconds)
-    mean_final = {label: sum(run.final_sims.values()) / len(run.final_sims) for label, run in (("seed", seed), ("engine", engine))}
+    mean_final = {
+        label: sum(run.final_sims.values()) / len(run.final_sims) for label, run in (("seed", seed), ("engine", engine))
+    }
     for label, run in (("seed-style", seed), ("engine", engine)):
         print(
             f"{label:>10}: {run.steps_per_s:8.1f} steps/s  {run.seconds:7.2f}s total  "
-            f"first step after {run.first_step * 1000:7.1f} ms  decoding {100 * run.decoding / run.seconds:5.1f}% of time"
+            f"first step after {run.first_step * 1000:7.1f} ms  "
+            f"decoding {100 * run.decoding / run.seconds:5.1f}% of time"
         )
     # Same maths, but last-bit rounding differs between batch shapes and Adam's normalised steps amplify it,
     # so individual runs end at slightly different points; the means show both optimise equally well.

@@ -36,13 +36,29 @@ sys.path.insert(0, str(REPO))
 # not be read where this was written: if it differs, trust it. ~700M body parameters; the 128k-token
 # table and LM head of the full model are never loaded by the engine (engine/predictors.py).
 SONAR_LLM_900M = {
-    "hidden_size": 1536, "intermediate_size": 6144, "num_hidden_layers": 17, "num_attention_heads": 32,
-    "head_dim": 64, "hidden_act": "silu", "max_position_embeddings": 131072, "initializer_range": 0.02,
-    "rms_norm_eps": 1e-06, "pretraining_tp": 1, "tie_word_embeddings": True, "rope_theta": 500000.0,
-    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-    "attention_bias": False, "attention_dropout": 0.0, "mlp_bias": False,
-}  # fmt: skip
+    "hidden_size": 1536,
+    "intermediate_size": 6144,
+    "num_hidden_layers": 17,
+    "num_attention_heads": 32,
+    "head_dim": 64,
+    "hidden_act": "silu",
+    "max_position_embeddings": 131072,
+    "initializer_range": 0.02,
+    "rms_norm_eps": 1e-06,
+    "pretraining_tp": 1,
+    "tie_word_embeddings": True,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "factor": 32.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "mlp_bias": False,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +77,14 @@ def tiny_shape() -> Shape:
     from engine.mini.tiny import TINY
 
     space = {
-        "model_dim": TINY.model_dim, "max_seq_len": TINY.max_seq_len, "num_encoder_layers": TINY.encoder_layers,
-        "num_decoder_layers": TINY.decoder_layers, "num_encoder_attn_heads": TINY.heads,
-        "num_decoder_attn_heads": TINY.heads, "ffn_inner_dim": TINY.ffn_dim,
-    }  # fmt: skip
+        "model_dim": TINY.model_dim,
+        "max_seq_len": TINY.max_seq_len,
+        "num_encoder_layers": TINY.encoder_layers,
+        "num_decoder_layers": TINY.decoder_layers,
+        "num_encoder_attn_heads": TINY.heads,
+        "num_decoder_attn_heads": TINY.heads,
+        "ffn_inner_dim": TINY.ffn_dim,
+    }
     return Shape("tiny (CPU)", space, 1024, llama_config(TINY))
 
 
@@ -97,8 +117,8 @@ def build_models(shape: Shape, backend: Any, device: Any, dtype: Any, sentences:
 
     from engine.mini.tokenizer import load_tokenizer, train_tokenizer
     from engine.models.predictor import PredictorConfig, SonarLLMPredictor
-    from engine.run.backend import Models
     from engine.models.space import EmbeddingSpace
+    from engine.run.backend import Models
 
     start = time.perf_counter()
     path = Path(tempfile.mkdtemp(prefix="gpu-check-")) / "tokenizer.model"
@@ -110,9 +130,13 @@ def build_models(shape: Shape, backend: Any, device: Any, dtype: Any, sentences:
     models = []
     for hub in (get_sonar_text_encoder_hub(), get_sonar_text_decoder_hub()):
         config = dataclasses.replace(
-            hub.get_arch_config("basic"), **shape.space, vocab_info=vocab,
-            emb_dropout_p=0.0, attention_dropout_p=0.0, activation_dropout_p=0.0,
-        )  # fmt: skip
+            hub.get_arch_config("basic"),
+            **shape.space,
+            vocab_info=vocab,
+            emb_dropout_p=0.0,
+            attention_dropout_p=0.0,
+            activation_dropout_p=0.0,
+        )
         models.append(hub.create_new_model(config, device=device, dtype=dtype).eval())
     encoder = TextToEmbeddingModelPipeline(encoder=models[0], tokenizer=wide, device=device, dtype=dtype)
     decoder = EmbeddingToTextModelPipeline(decoder=models[1], tokenizer=wide, device=device, dtype=dtype)

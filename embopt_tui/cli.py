@@ -10,25 +10,16 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from enum import IntEnum
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from embopt_tui import __version__
+from embopt_tui.exit_codes import ExitCode, of_status
 
 DEFAULT_CONFIG = "experiments.toml"
 DEFAULT_RUNS_DIR = "runs"
 PROG = "embopt-tui"
 
-
-class ExitCode(IntEnum):
-    OK = 0  # every experiment done (or skipped: deliberate, not a failure)
-    FAILED = 1  # some experiment failed (the others finished)
-    USAGE = 2  # bad arguments, config or run directory
-    INTERRUPTED = 130  # stopped by a signal; --resume continues it
-
-
-STATUS_EXIT = {"done": ExitCode.OK, "failed": ExitCode.FAILED, "interrupted": ExitCode.INTERRUPTED}
 
 EPILOG = f"""\
 commands:
@@ -43,7 +34,9 @@ environment: EMBOPT_THREADS=N limits torch to N CPU threads (1 is fastest on sma
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Optimise sentence embeddings in SONAR space: a queue of experiments, watched live or run headless.",
+        description=(
+            "Optimise sentence embeddings in SONAR space: a queue of experiments, watched live or run headless."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -82,9 +75,12 @@ def build_report_parser() -> argparse.ArgumentParser:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     parser.add_argument(
-        "--plot", action="store_true",
-        help="instead: the honest score against scorings spent of the discrete methods, one plot per story and objective",
-    )  # fmt: skip
+        "--plot",
+        action="store_true",
+        help=(
+            "instead: the honest score against scorings spent of the discrete methods, one plot per story and objective"
+        ),
+    )
     return parser
 
 
@@ -153,10 +149,14 @@ def plots(runs: list) -> str:
             if row.get("search_trace"):
                 groups.setdefault((str(row.get("story")), str(row.get("objective"))), []).append(row)
     if not groups:
-        return "no experiment of these runs has a search trace (the discrete methods: bank_search, bank_swap, token_swap)\n"
+        return (
+            "no experiment of these runs has a search trace"
+            " (the discrete methods: bank_search, bank_swap, token_swap)\n"
+        )
     width = min(120, shutil.get_terminal_size().columns)
     return "\n".join(
-        scorings_plot(rows, width=width, height=20, title=f"{story}, {objective}: honest score per scorings (log x)") + "\n"
+        scorings_plot(rows, width=width, height=20, title=f"{story}, {objective}: honest score per scorings (log x)")
+        + "\n"
         for (story, objective), rows in groups.items()
     )
 
@@ -211,8 +211,8 @@ def check(config: Path) -> int:
 def _prepare(config: Path, runs_dir: str, resume: str | None):
     """The Session to run, or None after printing the one-line reason."""
     from engine.run.session import Session
-    from engine.spec import SpecError
     from engine.rundir.store import StoreError
+    from engine.spec import SpecError
 
     try:
         return Session.resume(resume) if resume else Session.start(config, runs_dir)
@@ -231,12 +231,12 @@ def headless(config: Path, runs_dir: str, resume: str | None, executor: tuple = 
     from embopt_tui.headless import run_headless
 
     status = run_headless(session)
-    return STATUS_EXIT.get(status, ExitCode.FAILED)
+    return of_status(status)
 
 
 def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple = (None, None)) -> int:
-    from engine.spec import SpecError, load_spec
     from engine.rundir.store import StoreError
+    from engine.spec import SpecError, load_spec
 
     try:
         if not resume:

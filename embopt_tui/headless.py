@@ -17,14 +17,15 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
-from engine import events as ev
-from engine.rundir import report
-from engine.run.session import Session
-from embopt_tui.cluster import WORKER_EVENTS, worker_line
-
+from embopt_tui.cluster import worker_line
 from embopt_tui.format import STATUS_GLYPHS, STATUS_STYLES  # the dashboard's marks, without Textual
+from engine import events as ev
+from engine.run.session import Session
+from engine.rundir import report
+from engine.rundir.fold import WORKER_EVENTS, ExperimentProgress, RunProgress
 
 PROGRESS_EVERY = 5.0  # seconds between plain progress lines
 ABORT_WAIT_S = 1.0  # a forced exit waits this long for the progress bars to close cleanly
@@ -66,20 +67,20 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
         restore()
 
 
-def _bank_ready(event: ev.BankLoading, say: Callable[[str], None]) -> None:
-    how = "read from the cache" if event.cached else "encoded and cached"
-    say(f"bank {event.bank}: {event.total:,} sentences, {how}")
-
-
 def install_stop_signals(
     session: Session, say: Callable[[str], None], abort: Callable[[], None] = lambda: None
 ) -> Callable[[], None]:
-    """First signal: stop between steps. Second: flush what can be flushed, give the terminal back (``abort``), exit 130 now."""
+    """First signal: stop between steps.
+
+    Second: flush what can be flushed, give the terminal back (``abort``), exit 130 now.
+    """
 
     def handler(signum: int, frame: Any) -> None:
         if session.steering.request_stop() == 1:
             name = signal.Signals(signum).name
-            _quietly(lambda: say(f"{name}: stopping after the current step (saved as interrupted); again to force exit"))
+            _quietly(
+                lambda: say(f"{name}: stopping after the current step (saved as interrupted); again to force exit")
+            )
             return
         session.store.emergency_flush(timeout=1.0)
         try:
@@ -109,13 +110,43 @@ def _clock() -> str:
     return time.strftime("%H:%M:%S")
 
 
-def _eta(steps: list[ev.Step]) -> str:
+def _eta(running: list[ExperimentProgress]) -> str:
     """Time until the slowest of the running experiments finishes."""
-    left = [(s.total - s.step) / s.steps_per_s for s in steps if s.steps_per_s > 0]
+    left = [(x.total - x.step) / x.steps_per_s for x in running if x.steps_per_s]
     if not left:
         return "-"
     seconds = int(max(left))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+ERROR, WARNING = "error", "warning"
+
+
+def log_line(event: ev.Event) -> tuple[str, str | None] | None:
+    """The line a log shows for an event, and its severity (None, WARNING or ERROR); None for no line.
+
+    Both headless views print these; progress (bars or throttled lines) is each view's own.
+    """
+    if isinstance(event, ev.RunStarted):
+        return f"{'resuming' if event.resumed else 'run'} {event.run_dir} ({len(event.experiments)} experiments)", None
+    if isinstance(event, ev.BackendReady):
+        return f"backend {event.backend} on {event.device} (dim {event.dim}) ready in {event.seconds:.1f}s", None
+    if isinstance(event, ev.BackendFailed):
+        return f"backend failed: {event.error}", ERROR
+    if isinstance(event, ev.BankLoading) and event.done >= event.total:
+        how = "read from the cache" if event.cached else "encoded and cached"
+        return f"bank {event.bank}: {event.total:,} sentences, {how}", None
+    if isinstance(event, ev.ExperimentStarted) and (not event.batch or event.name == event.batch[0]):
+        return f"running {', '.join(event.batch or (event.name,))}", None
+    if isinstance(event, ev.ExperimentFinished):
+        return finished_line(event), None
+    if isinstance(event, ev.ConfigRejected):
+        return f"config change ignored: {event.error}", WARNING
+    if isinstance(event, WORKER_EVENTS):
+        return worker_line(event), None
+    if isinstance(event, ev.RunFinished):
+        return f"run {event.status}: {event.run_dir}", None
+    return None
 
 
 def finished_line(event: ev.ExperimentFinished) -> str:
@@ -146,8 +177,8 @@ class PlainView:
     def __init__(self, out: TextIO, every: float = PROGRESS_EVERY) -> None:
         self.out = out
         self.every = every
+        self.progress = RunProgress()
         self._last = 0.0
-        self._steps: dict[str, ev.Step] = {}
         self._lock = threading.Lock()
 
     def say(self, text: str) -> None:
@@ -155,40 +186,21 @@ class PlainView:
             print(f"[{_clock()}] {text}", file=self.out, flush=True)
 
     def on_event(self, event: ev.Event) -> None:
-        if isinstance(event, ev.RunStarted):
-            what = "resuming" if event.resumed else "run"
-            self.say(f"{what} {event.run_dir} ({len(event.experiments)} experiments)")
+        self.progress.apply(event)
+        line = log_line(event)
+        if line is not None:
+            self.say(line[0])
         elif isinstance(event, ev.BackendLoading):
             stage = "" if event.stage == "loading models" else f": {event.stage}"
             self._throttled(f"loading models{stage} ({event.fraction:.0%})")
-        elif isinstance(event, ev.BackendReady):
-            self.say(f"backend {event.backend} on {event.device} (dim {event.dim}) ready in {event.seconds:.1f}s")
         elif isinstance(event, ev.BankLoading):
-            if event.done < event.total:
-                self._throttled(f"encoding bank {event.bank}: {event.done:,}/{event.total:,} sentences")
-            else:
-                _bank_ready(event, self.say)
-        elif isinstance(event, ev.BackendFailed):
-            self.say(f"backend failed: {event.error}")
-        elif isinstance(event, ev.ExperimentStarted):
-            if not event.batch or event.name == event.batch[0]:
-                self.say(f"running {', '.join(event.batch or (event.name,))}")
-        elif isinstance(event, ev.Step):
-            self._steps[event.name] = event
-            if self._due():  # every step of every experiment comes here: build the line only when it is shown
-                steps = list(self._steps.values())
-                rate = max(s.steps_per_s for s in steps)
-                parts = "; ".join(f"{s.name} {s.step}/{s.total} sim {s.sim:.3f}" for s in steps)
-                self.say(f"{rate:.1f} steps/s, ETA {_eta(steps)} | {parts}")
-        elif isinstance(event, ev.ExperimentFinished):
-            self._steps.pop(event.name, None)
-            self.say(finished_line(event))
-        elif isinstance(event, ev.ConfigRejected):
-            self.say(f"config change ignored: {event.error}")
-        elif isinstance(event, WORKER_EVENTS):
-            self.say(worker_line(event))
-        elif isinstance(event, ev.RunFinished):
-            self.say(f"run {event.status}: {event.run_dir}")
+            self._throttled(f"encoding bank {event.bank}: {event.done:,}/{event.total:,} sentences")
+        elif isinstance(event, ev.Step) and self._due():
+            # every step of every experiment comes here: the line is built only when it is shown
+            stepping = [x for x in self.progress.experiments.values() if x.result is None and x.sims]
+            rate = max(x.steps_per_s or 0.0 for x in stepping)
+            parts = "; ".join(f"{x.name} {x.step}/{x.total} sim {x.sims[-1]:.3f}" for x in stepping)
+            self.say(f"{rate:.1f} steps/s, ETA {_eta(stepping)} | {parts}")
 
     def _due(self) -> bool:
         """True (and the clock restarts) when a throttled line may be shown now."""
@@ -218,9 +230,15 @@ class PlainView:
 class RichView:
     """Progress bars on a terminal; the Rich import waits until a run needs it."""
 
+    QUIET = (ev.ExperimentStarted, ev.RunFinished)  # the bars show these
+    STYLES = {WARNING: "yellow", ERROR: "red"}
+
     def __init__(self, out: TextIO) -> None:
         from rich.console import Console
+        from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.escape = escape  # event texts may hold [brackets]
 
         self.console = Console(file=out)
         self.progress = Progress(
@@ -234,13 +252,14 @@ class RichView:
             console=self.console,
             refresh_per_second=4,  # each refresh renders every bar while holding the GIL the engine needs
         )
+        self.run = RunProgress()
         self._tasks: dict[str, Any] = {}
         self._loading: Any = None
         self._bank: Any = None
         self.progress.start()
 
-    def say(self, text: str) -> None:
-        self.progress.console.print(f"[dim]{_clock()}[/] {text}", markup=True, highlight=False)
+    def say(self, markup: str) -> None:
+        self.progress.console.print(f"[dim]{_clock()}[/] {markup}", markup=True, highlight=False)
 
     def _task(self, name: str, total: int) -> Any:
         if name not in self._tasks:
@@ -248,20 +267,26 @@ class RichView:
         return self._tasks[name]
 
     def on_event(self, event: ev.Event) -> None:
+        self.run.apply(event)
+        line, escape = log_line(event), self.escape
+        if line is not None and not isinstance(event, self.QUIET):
+            text, severity = line
+            head, _, tail = text.partition(": ")
+            if severity is not None:  # the lead in colour, the rest as written (it may hold [brackets])
+                self.say(f"[{self.STYLES[severity]}]{escape(head)}:[/] {escape(tail)}")
+            else:
+                self.say(escape(text))
         p = self.progress
-        if isinstance(event, ev.RunStarted):
-            what = "resuming" if event.resumed else "run"
-            self.say(f"{what} {event.run_dir} ({len(event.experiments)} experiments)")
-        elif isinstance(event, ev.BankLoading):
+        if isinstance(event, ev.BankLoading):
             if event.done < event.total:
                 if self._bank is None:
-                    self._bank = p.add_task(f"encoding bank {event.bank}", total=event.total, sim="-", rate="-", eta="-")
+                    self._bank = p.add_task(
+                        f"encoding bank {event.bank}", total=event.total, sim="-", rate="-", eta="-"
+                    )
                 p.update(self._bank, completed=event.done)
-            else:
-                if self._bank is not None:
-                    p.remove_task(self._bank)
-                    self._bank = None
-                _bank_ready(event, self.say)
+            elif self._bank is not None:
+                p.remove_task(self._bank)
+                self._bank = None
         elif isinstance(event, ev.BackendLoading):
             if self._loading is None:
                 self._loading = p.add_task("loading models", total=1.0, sim="-", rate="-", eta="-")
@@ -270,29 +295,21 @@ class RichView:
             if self._loading is not None:
                 p.remove_task(self._loading)
                 self._loading = None
-            if isinstance(event, ev.BackendReady):
-                self.say(f"backend {event.backend} on {event.device} (dim {event.dim}) ready in {event.seconds:.1f}s")
-            else:
-                self.say(f"[red]backend failed:[/] {event.error}")
         elif isinstance(event, ev.ExperimentStarted):
             self._task(event.name, event.steps)
         elif isinstance(event, ev.Step):
-            task = self._task(event.name, event.total)
+            x = self.run.experiments[event.name]
             p.update(
-                task, completed=event.step, total=event.total, sim=f"{event.sim:.3f}", rate=f"{event.steps_per_s:.1f}",
-                eta=_eta([event]),
-            )  # fmt: skip
-        elif isinstance(event, ev.ExperimentFinished):
-            if event.name in self._tasks:
-                mark = f"[{STATUS_STYLES.get(event.status, 'yellow')}]{STATUS_GLYPHS.get(event.status, '■')}[/]"
-                p.update(self._tasks[event.name], description=f"{mark} {event.name}", eta="-")
-            self.say(finished_line(event))
-        elif isinstance(event, ev.ConfigRejected):
-            self.say(f"[yellow]config change ignored:[/] {event.error}")
-        elif isinstance(event, WORKER_EVENTS):
-            from rich.markup import escape  # an error line may hold [brackets]
-
-            self.say(escape(worker_line(event)))
+                self._task(x.name, x.total),
+                completed=x.step,
+                total=x.total,
+                sim=f"{event.sim:.3f}",
+                rate=f"{event.steps_per_s:.1f}",
+                eta=_eta([x]),
+            )
+        elif isinstance(event, ev.ExperimentFinished) and event.name in self._tasks:
+            mark = f"[{STATUS_STYLES.get(event.status, 'yellow')}]{STATUS_GLYPHS.get(event.status, '■')}[/]"
+            p.update(self._tasks[event.name], description=f"{mark} {escape(event.name)}", eta="-")
 
     def close(self) -> None:
         self.progress.stop()
@@ -320,9 +337,14 @@ class RichView:
             if line.startswith(("Best", f"{run.label}: Best")):
                 continue
             self.console.print(
-                line, style="bold" if line.startswith("* ") else None, no_wrap=True, overflow="ellipsis",
-                crop=True, highlight=False, markup=False,
-            )  # fmt: skip
+                line,
+                style="bold" if line.startswith("* ") else None,
+                no_wrap=True,
+                overflow="ellipsis",
+                crop=True,
+                highlight=False,
+                markup=False,
+            )
         for line in report.best_lines(run, markdown=False):
             self.console.print(line, highlight=False)
         self.console.print(f"run directory: {run.path}", highlight=False)

@@ -7,7 +7,8 @@ The dashboard draws the same curves live (widgets/plot.py); this one reads
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 MARKERS = ("o", "x", "+", "*", "#", "@", "%", "=")  # one character each: the curves stay apart without colour
 
@@ -29,7 +30,9 @@ def scorings_plot(rows: Iterable[Mapping[str, Any]], *, width: int = 100, height
         from_init = row.get("method") != "bank_search" and row.get("init_text") != "bank"
         start = [[1, row["init_sim"]]] if from_init and row.get("init_sim") is not None and trace[0][0] > 1 else []
         points = start + [list(p) for p in trace]
-        plt.plot([p[0] for p in points], [p[1] for p in points], label=str(row.get("name")), marker=MARKERS[n % len(MARKERS)])
+        plt.plot(
+            [p[0] for p in points], [p[1] for p in points], label=str(row.get("name")), marker=MARKERS[n % len(MARKERS)]
+        )
     for oracle in sorted({round(float(r["oracle_sim"]), 3) for r in traced if r.get("oracle_sim") is not None}):
         plt.hline(oracle)
     plt.xscale("log")

@@ -9,11 +9,14 @@ Plain Python (no torch): ``engine.rundir.report`` and the CLI's start-up import 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from engine.events import DONE, FAILED, INTERRUPTED, PENDING, SKIPPED
-from engine.spec import Experiment, Story
+
+if TYPE_CHECKING:
+    from engine.spec import Experiment, Story
 
 # Statuses an experiment keeps once reached: a resume runs none of these again
 # (a skipped experiment was skipped on purpose). Interrupted ones run again.
@@ -23,12 +26,46 @@ ENDED = FINISHED + (INTERRUPTED,)
 
 # Field order of a results row; ``z`` lives in the embeddings file instead.
 FIELDS = (
-    "name", "init_text", "story", "method", "lr", "steps", "steps_done", "optimizer", "objective", "norm",
-    "decode_every", "beam_size", "seed", "bank", "options", "optimize", "context", "status",
-    "init_sim", "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim",
-    "text_sim", "text", "text_exact_match", "scored", "top", "search_trace",
-    "decoded_z", "decoded_predictions", "targets", "exact_match", "best", "seconds", "error", "trajectory",
-)  # fmt: skip
+    "name",
+    "init_text",
+    "story",
+    "method",
+    "lr",
+    "steps",
+    "steps_done",
+    "optimizer",
+    "objective",
+    "norm",
+    "decode_every",
+    "beam_size",
+    "seed",
+    "bank",
+    "options",
+    "optimize",
+    "context",
+    "status",
+    "init_sim",
+    "final_sim",
+    "best_sim",
+    "best_step",
+    "improvement",
+    "oracle_sim",
+    "roundtrip_sim",
+    "text_sim",
+    "text",
+    "text_exact_match",
+    "scored",
+    "top",
+    "search_trace",
+    "decoded_z",
+    "decoded_predictions",
+    "targets",
+    "exact_match",
+    "best",
+    "seconds",
+    "error",
+    "trajectory",
+)
 
 
 @dataclass
@@ -54,7 +91,9 @@ class Row:
     text_exact_match: list[bool] = field(default_factory=list)
     scored: int = 0
     top: list[dict[str, Any]] | None = None  # discrete methods: [{"text", "sim", "loss"}], best first
-    search_trace: list[list[float]] = field(default_factory=list)  # discrete methods: [scored so far, best sim] per step
+    search_trace: list[list[float]] = field(
+        default_factory=list
+    )  # discrete methods: [scored so far, best sim] per step
     bank_scored: int = 0  # bank sentences scored before the method's own search began (token_swap's init = "bank")
 
     @property

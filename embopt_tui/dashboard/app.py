@@ -22,9 +22,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from rich.text import Text
 from textual import events
@@ -33,24 +34,24 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from engine import events as ev
-from engine.rundir import report
-from engine.run.session import Session
-from engine.spec import SpecError, parse_spec
 from embopt_tui.dashboard import keys
 from embopt_tui.dashboard.messages import EngineDone, EventBridge, EventsPending
 from embopt_tui.dashboard.state import RunState
 from embopt_tui.dashboard.widgets.decoded import DecodedView
-from embopt_tui.format import ellipsize
 from embopt_tui.dashboard.widgets.queue import QueuePanel
-from embopt_tui.dashboard.widgets.results import ResultsTable, best_of
+from embopt_tui.dashboard.widgets.results import ResultsTable
 from embopt_tui.dashboard.widgets.screens import ConfirmQuit, HelpScreen
 from embopt_tui.dashboard.widgets.trace import LiveView
 from embopt_tui.dashboard.widgets.workers import WorkersLine
+from embopt_tui.exit_codes import ExitCode, of_status
+from embopt_tui.format import ellipsize
+from engine import events as ev
+from engine.run.session import Session
+from engine.rundir import report
+from engine.spec import SpecError, parse_spec
 
 STABLE_ENV = "EMBOPT_TUI_STABLE"  # "1": no timings or paths on screen (snapshot tests)
 EXIT_WHEN_DONE_ENV = "EMBOPT_TUI_EXIT_WHEN_DONE"  # "1": close when the queue ends (benchmarks, scripts)
-EXIT_CODES = {ev.DONE: 0, ev.FAILED: 1, ev.INTERRUPTED: 130}
 # Panels repaint at most 4 times a second however fast steps come: a frame holds the GIL the engine thread
 # needs between torch ops (with 600-step experiments, 10 Hz optimised ~15% slower than headless, 4 Hz within noise).
 REDRAW_S = 0.25
@@ -173,12 +174,12 @@ class EmboptApp(App[int]):
 
     # --- the engine thread ------------------------------------------------
     def _engine_main(self) -> None:
-        code, error = 1, None
+        code, error = ExitCode.FAILED, None
         try:
             if self.engine_gate is not None:
                 self.engine_gate.wait()
             result = self.session.run()
-            code = EXIT_CODES.get(result.status, 1)
+            code = of_status(result.status)
         except BaseException as err:  # shown in the UI; the session already saved what it had
             error = f"{type(err).__name__}: {err}"
         finally:
@@ -220,14 +221,16 @@ class EmboptApp(App[int]):
             self.exit(message.code, return_code=message.code)
             return
         self.bell()
-        best = self.state.best or best_of(self.state.results)
-        summary = {0: "Queue finished", 1: "Queue finished with failures", 130: "Queue interrupted"}.get(
-            message.code, "Queue ended"
-        ) + ended_counts(self.state.counts())
+        best = self.state.best_names
+        summary = {
+            ExitCode.OK: "Queue finished",
+            ExitCode.FAILED: "Queue finished with failures",
+            ExitCode.INTERRUPTED: "Queue interrupted",
+        }.get(message.code, "Queue ended") + ended_counts(self.state.counts())
         self.notify(
             f"{summary}. Best: {', '.join(sorted(best)) or '—'}\nRun directory: {self._run_dir_text()}",
             title="Done",
-            severity="information" if message.code == 0 else "warning",
+            severity="information" if message.code == ExitCode.OK else "warning",
             timeout=15,
         )
         if self.state.results:
@@ -247,12 +250,12 @@ class EmboptApp(App[int]):
             return
         self._dirty = False
         state = self.state
-        best = state.best or best_of(state.results)
+        best = state.best_names
         status = self._status_text()
         if status != self._last_status:
             self._last_status = status
             self.status_bar.update(status, layout=False)
-        self.workers_line.show(state.cluster)
+        self.workers_line.show(state.workers)
         self.queue.show(state, best)
         view = state.experiments.get(self._shown_name() or "")
         self.trace.show(view, state.paused)
@@ -286,18 +289,19 @@ class EmboptApp(App[int]):
         state = self.state
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(" embopt-tui ", style="bold reverse")
-        out.append(f" {state.backend or '?'} · {state.device or '?'} ")
-        if state.cluster.size:
-            out.append(f"· {state.cluster.size} worker{'s' * (state.cluster.size != 1)} ", style="bold")
+        out.append(f" {state.backend_name} ")
+        if state.workers.size:
+            out.append(f"· {state.workers.size} worker{'s' * (state.workers.size != 1)} ", style="bold")
         if state.load_error:
             out.append(f" ✗ model load failed: {state.load_error}", style="bold red")
         elif self.engine_error:
             out.append(f" ✗ {self.engine_error}", style="bold red")
-        elif not state.ready and not state.finished:
-            fraction = max(0.0, min(1.0, state.loading_fraction))
+        elif state.backend is None and not state.finished:
+            loading = state.loading
+            fraction = max(0.0, min(1.0, loading.fraction if loading else 0.0))
             bar = "▰" * round(fraction * 10) + "▱" * (10 - round(fraction * 10))
             out.append(f" loading models {bar} {fraction:4.0%} ", style="yellow")
-            out.append(state.loading_stage, style="dim")
+            out.append(loading.stage if loading else "starting", style="dim")
         else:
             counts = state.counts()
             done = f"{counts[ev.DONE]}/{len(state.experiments)}"
@@ -469,7 +473,7 @@ class EmboptApp(App[int]):
             return
         if self.quitting:  # asked twice: stop waiting for the engine
             self.forced_exit = True
-            self.exit(130, return_code=130)
+            self.exit(ExitCode.INTERRUPTED, return_code=ExitCode.INTERRUPTED)
             return
         if isinstance(self.screen, ConfirmQuit):  # q or ctrl+c again in the dialog: the answer is yes
             self.screen.dismiss(True)
@@ -520,7 +524,7 @@ class EmboptApp(App[int]):
     def _on_signal(self, sig: int) -> None:
         if self.quitting and sig == signal.SIGINT:
             self.forced_exit = True
-            self.exit(130, return_code=130)  # second Ctrl+C from outside: stop waiting
+            self.exit(ExitCode.INTERRUPTED, return_code=ExitCode.INTERRUPTED)  # second Ctrl+C from outside
             return
         self.stop_engine()
         if sig == signal.SIGHUP:
@@ -532,7 +536,7 @@ class EmboptApp(App[int]):
         if thread is not None:
             thread.join()
         time.sleep(2.0)
-        os._exit(130)
+        os._exit(ExitCode.INTERRUPTED)
 
     def join_engine(self, timeout: float | None = None) -> None:
         """After the UI closed: ask the engine to stop and wait for it to save (bounded on a forced exit)."""

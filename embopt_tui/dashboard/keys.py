@@ -24,40 +24,94 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("p", "toggle_pause", "Pause", "pause / resume the engine (between steps)",
-        title="Pause / resume", about="Pause the engine between steps, or resume it"),
-    Key("s", "skip", "Skip", "skip the queue's choice (S: the running batch)", shown_as="s S",
-        title="Skip experiment", about="Skip the experiment selected in the queue (running or pending)"),
-    Key("S", "skip_batch",
-        title="Skip batch", about="Skip every experiment of the running batch"),
-    Key("r", "reload", "Reload", "reload {config} now (also on save)",
-        title="Reload {config}", about="Apply the config file to pending experiments now"),
-    Key("e", "export", "Export", "export export.csv/.json/.md to the run dir",
-        title="Export results", about="Write export.csv, .json and .md into the run directory"),
-    Key("d", "show_run_dir", "Run dir", "show the run directory",
-        title="Show run directory", about="Where this run's files are"),
-    Key("question_mark", "help", "Help", "this help", shown_as="?", footer_key="?", title="Help",
-        about="The dashboard's keys"),
-    Key("q", "quit", "Quit", "quit: asks while running (y, q or ctrl+c: yes)\nonce more while it stops: exit at once",
+    Key(
+        "p",
+        "toggle_pause",
+        "Pause",
+        "pause / resume the engine (between steps)",
+        title="Pause / resume",
+        about="Pause the engine between steps, or resume it",
+    ),
+    Key(
+        "s",
+        "skip",
+        "Skip",
+        "skip the queue's choice (S: the running batch)",
+        shown_as="s S",
+        title="Skip experiment",
+        about="Skip the experiment selected in the queue (running or pending)",
+    ),
+    Key("S", "skip_batch", title="Skip batch", about="Skip every experiment of the running batch"),
+    Key(
+        "r",
+        "reload",
+        "Reload",
+        "reload {config} now (also on save)",
+        title="Reload {config}",
+        about="Apply the config file to pending experiments now",
+    ),
+    Key(
+        "e",
+        "export",
+        "Export",
+        "export export.csv/.json/.md to the run dir",
+        title="Export results",
+        about="Write export.csv, .json and .md into the run directory",
+    ),
+    Key(
+        "d",
+        "show_run_dir",
+        "Run dir",
+        "show the run directory",
+        title="Show run directory",
+        about="Where this run's files are",
+    ),
+    Key(
+        "question_mark",
+        "help",
+        "Help",
+        "this help",
+        shown_as="?",
+        footer_key="?",
+        title="Help",
+        about="The dashboard's keys",
+    ),
+    Key(
+        "q",
+        "quit",
+        "Quit",
+        "quit: asks while running (y, q or ctrl+c: yes)\nonce more while it stops: exit at once",
         shown_as="q ctrl+c",
-        title="Quit", about="Stop the queue (saved as interrupted) and quit"),
+        title="Quit",
+        about="Stop the queue (saved as interrupted) and quit",
+    ),
     Key("ctrl+c", "quit", priority=True),
-    Key("1", "show_tab('live')", help="Live / Results / Plot tab", shown_as="1 2 3",
-        title="Live tab", about="The experiment chosen in the queue"),
+    Key(
+        "1",
+        "show_tab('live')",
+        help="Live / Results / Plot tab",
+        shown_as="1 2 3",
+        title="Live tab",
+        about="The experiment chosen in the queue",
+    ),
     Key("2", "show_tab('results')", title="Results tab", about="The comparison table"),
     Key("3", "show_tab('plot')", title="Plot tab", about="Every similarity curve"),
-    Key("m", "toggle_plot", help="Plot: per step / honest score per scorings", title="Plot by scorings",
-        about="Switch the plot between similarity per step and honest score per scorings spent"),
+    Key(
+        "m",
+        "toggle_plot",
+        help="Plot: per step / honest score per scorings",
+        title="Plot by scorings",
+        about="Switch the plot between similarity per step and honest score per scorings spent",
+    ),
     Key("", help="choose an experiment (Live shows it)", shown_as="↑ ↓"),
     Key("", help="Results: pick a column, sort (again: reverse)", shown_as="← → o"),
     Key("", help="move focus: queue / tab content", shown_as="tab"),
-)  # fmt: skip
+)
 
 
 def bindings(keys: tuple[Key, ...] = KEYS) -> list[Binding]:
     return [
-        Binding(k.key, k.action, k.label or k.action, show=bool(k.label), key_display=k.footer_key,
-                priority=k.priority)  # fmt: skip
+        Binding(k.key, k.action, k.label or k.action, show=bool(k.label), key_display=k.footer_key, priority=k.priority)
         for k in keys
         if k.action
     ]

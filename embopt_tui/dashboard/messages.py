@@ -16,8 +16,8 @@ is still setting up the screen) wait in the deque until :meth:`open`.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from textual.message import Message
 

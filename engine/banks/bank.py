@@ -17,8 +17,9 @@ import mmap
 import shutil
 import time
 from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -204,9 +205,14 @@ def load_bank(
 
 
 def _build(
-    folder: Path, value: str, base_dir: str | Path, space: Any, key: Mapping[str, str],
-    progress: BankProgress | None, chunk: int,
-) -> None:  # fmt: skip
+    folder: Path,
+    value: str,
+    base_dir: str | Path,
+    space: Any,
+    key: Mapping[str, str],
+    progress: BankProgress | None,
+    chunk: int,
+) -> None:
     start = time.perf_counter()
     offsets = array("q", [0])
     with open(folder / cache.TEXTS, "wb") as f:

@@ -22,8 +22,9 @@ import re
 import shutil
 import socket
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 BANK_CORPUS = "corpus"
 # --check decodes this much of a bank file (and further only until it meets a sentence):

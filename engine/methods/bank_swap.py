@@ -55,7 +55,10 @@ def rank(bank: Any, grads: Tensor, points: Tensor, width: int, seen: list[Seen])
             idx = torch.cat([best_idx[a], torch.arange(first, first + chunk.shape[0], device=column.device)])
             keep = torch.topk(vals, min(width, vals.numel()), largest=False)
             best_vals[a], best_idx[a] = keep.values, idx[keep.indices]
-    return [[int(i) for i, v in zip(idx.tolist(), vals.tolist()) if v != float("inf")] for idx, vals in zip(best_idx, best_vals)]
+    return [
+        [int(i) for i, v in zip(idx.tolist(), vals.tolist()) if v != float("inf")]
+        for idx, vals in zip(best_idx, best_vals)
+    ]
 
 
 def run(batch: Batch) -> None:

@@ -10,8 +10,9 @@ through :class:`engine.scoring.scorer.Scorer`; ``scored`` counts those scorings.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -173,7 +174,13 @@ def show_decodes(
             row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
             batch.emit(
                 Decoded(
-                    row.experiment.name, step, row.decoded_z, tuple(row.decoded_predictions), targets,
-                    tuple(row.exact_match), best[j].text, best[j].sim,
+                    row.experiment.name,
+                    step,
+                    row.decoded_z,
+                    tuple(row.decoded_predictions),
+                    targets,
+                    tuple(row.exact_match),
+                    best[j].text,
+                    best[j].sim,
                 )
-            )  # fmt: skip
+            )

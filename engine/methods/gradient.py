@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.methods.method import Method, Stopping, require_bank, option
+from engine.methods.method import Method, Stopping, option, require_bank
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -34,8 +34,12 @@ BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 
 @dataclass(frozen=True)
 class GradientOptions(Stopping):
-    snap_every: int = option(0, "every N steps z is replaced by E(D(z)), the embedding of its own decoded text; 0: never", 0)
-    nearest: bool = option(False, "the forward pass uses the bank sentence nearest to z; the gradient updates z (needs bank)")
+    snap_every: int = option(
+        0, "every N steps z is replaced by E(D(z)), the embedding of its own decoded text; 0: never", 0
+    )
+    nearest: bool = option(
+        False, "the forward pass uses the bank sentence nearest to z; the gradient updates z (needs bank)"
+    )
 
 
 def check(experiment: Any) -> None:
@@ -140,7 +144,9 @@ def run(batch: Batch) -> None:
             *row_sims, row_loss, row_norm = values
             sim = sum(row_sims) / len(row_sims)
             if not all(map(math.isfinite, values)):
-                batch.finish(i, FAILED, error=f"non-finite {'loss' if math.isfinite(sim) else 'similarity'} at step {k}")
+                batch.finish(
+                    i, FAILED, error=f"non-finite {'loss' if math.isfinite(sim) else 'similarity'} at step {k}"
+                )
                 continue
             # Step 0 is the init score ExperimentStarted announced (same z; computed in the first pass).
             row.trajectory.append(row.init_sim if k == 0 and row.init_sim is not None else sim)
@@ -154,13 +160,20 @@ def run(batch: Batch) -> None:
         shown = [active[j] for j in alive if active[j] in z_texts and active[j] in due]
         if shown:
             rows_shown = [j for j in alive if active[j] in shown]
-            show_decodes(batch, shown, preds.detach()[rows_shown], [z_texts[i] for i in shown], k, [best[i] for i in shown])
-
-        ending = [j for j in alive if k == rows[active[j]].steps or (
-            active[j] in z_texts and active[j] in due and stop_early(
-                experiments[active[j]].options, best[active[j]].sim, rows[active[j]].exact_match
+            show_decodes(
+                batch, shown, preds.detach()[rows_shown], [z_texts[i] for i in shown], k, [best[i] for i in shown]
             )
-        )]  # fmt: skip
+
+        ending = [
+            j
+            for j in alive
+            if k == rows[active[j]].steps
+            or (
+                active[j] in z_texts
+                and active[j] in due
+                and stop_early(experiments[active[j]].options, best[active[j]].sim, rows[active[j]].exact_match)
+            )
+        ]
         if ending:
             _roundtrip(batch, [active[j] for j in ending])
             _end(batch, [active[j] for j in ending], DONE, z, best)
@@ -240,6 +253,9 @@ def _roundtrip(batch: Batch, which: list[int]) -> None:
 
 
 METHOD = Method(
-    "gradient", "projected gradient descent on z (snapping, nearest projection, the cycle term as options)",
-    GradientOptions, run, check,
+    "gradient",
+    "projected gradient descent on z (snapping, nearest projection, the cycle term as options)",
+    GradientOptions,
+    run,
+    check,
 )

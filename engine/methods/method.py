@@ -10,8 +10,9 @@ its top: torch's import alone takes 1.6 s. This module is plain Python.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

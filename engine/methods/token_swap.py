@@ -49,7 +49,9 @@ def check(experiment: Any) -> None:
         return
     words = len(experiment.init.split())
     if experiment.options.n_replace > words:
-        raise Invalid("n_replace", f"n_replace = {experiment.options.n_replace} is more than the {words} word(s) of init")
+        raise Invalid(
+            "n_replace", f"n_replace = {experiment.options.n_replace} is more than the {words} word(s) of init"
+        )
 
 
 def allowed_tokens(space: Any) -> Tensor:
@@ -83,7 +85,7 @@ class Search:
 
 
 def candidates(
-    ids: Tensor, grad: Tensor, allowed: Tensor, *, width: int, n_replace: int, topk: int, generator: torch.Generator
+    ids: Tensor, grad: Tensor, allowed: Tensor, *, width: int, n_replace: int, topk: int, generator: Generator
 ) -> list[Tensor]:
     """``width`` edits of content ids [L]: ``n_replace`` positions each set to one of its ``topk`` tokens by -grad."""
     import torch
@@ -116,7 +118,7 @@ def run(batch: Batch) -> None:
     allowed = allowed_tokens(space)
     vocab = allowed.shape[0]
     searches: list[Search] = []
-    for i, (row, text) in enumerate(zip(rows, starts)):
+    for row, text in zip(rows, starts):
         ids = tuple(space.source_ids(text)[1:-1].tolist())
         weights = Weights.of([row.experiment.objective], device)
         sims, loss = scorer.score(scorer.encode([text]), weights)
@@ -155,8 +157,15 @@ def run(batch: Batch) -> None:
                 loss = scorer.loss(scorer.predictions(z), Weights.of([experiments[i].objective], device))
             grad = torch.autograd.grad(loss.sum(), onehot)[0][0, 1:-1]
             fresh: dict[str, tuple[int, ...]] = {}  # text -> its ids (it tokenises back to them)
-            for new in candidates(ids, grad, allowed, width=options.search_width, n_replace=options.n_replace,
-                                  topk=options.topk, generator=searches[i].generator):  # fmt: skip
+            for new in candidates(
+                ids,
+                grad,
+                allowed,
+                width=options.search_width,
+                n_replace=options.n_replace,
+                topk=options.topk,
+                generator=searches[i].generator,
+            ):
                 text = space.text_of(new)
                 if text in searches[i].scores or text in fresh or not text.strip():
                     continue
@@ -209,7 +218,7 @@ def _start_texts(batch: Batch) -> list[str]:
             if float(sims[top]) > best[0]:
                 best = [float(sims[top]), batch.bank.text(first + top)]
         texts = [best[1] if t == INIT_FROM_BANK else t for t in texts]
-        for row, text in zip(batch.rows, texts):
+        for row in batch.rows:
             if row.experiment.init == INIT_FROM_BANK:
                 row.bank_scored = len(batch.bank)
     return texts
@@ -240,11 +249,14 @@ def _end(batch: Batch, which: list[int], searches: list[Search], status: str) ->
         row.scored = len(searches[i].scores) + row.bank_scored
         row.roundtrip_sim = tracker.sim
         top = sorted(searches[i].scores.items(), key=lambda kv: kv[1][0])[:TOP_SHOWN]
-        row.top = [{"text": t, "sim": s, "loss": l} for t, (l, s) in top]
+        row.top = [{"text": t, "sim": sim, "loss": loss} for t, (loss, sim) in top]
         batch.finish(i, status, vector)
 
 
 METHOD = Method(
-    "token_swap", "GCG over the tokens of the encoder's input: every iterate is a real sentence",
-    TokenSwapOptions, run, check,
+    "token_swap",
+    "GCG over the tokens of the encoder's input: every iterate is a real sentence",
+    TokenSwapOptions,
+    run,
+    check,
 )

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 DEFAULT_SEED = 1234
 DEFAULT_NUM_STORIES = 12_000
@@ -30,7 +30,7 @@ LILY_STORY: tuple[str, ...] = (
     "One day, she saw a big tree in the sky.",
     "She wanted to climb it, but it was too high.",
     "Lily asked her mom to help her climb the tree.",
-    'Her mom said, "No, you can\'t climb the tree. It\'s too high."',
+    "Her mom said, \"No, you can't climb the tree. It's too high.\"",
     "Lily was sad because she wanted to climb the tree.",
     "Later that day, Lily's mom told her that she could climb the tree.",
 )
@@ -92,7 +92,7 @@ class Corpus:
     def vocabulary(self) -> set[str]:
         words: set[str] = set()
         for sentence in self.all_sentences():
-            words.update(w.strip('.,!?"\'').lower() for w in sentence.split())
+            words.update(w.strip(".,!?\"'").lower() for w in sentence.split())
         return words - {""}
 
 
@@ -143,8 +143,13 @@ def _reach_slots(rng: random.Random, slots: _Slots) -> None:
     thing = rng.choice(tuple(REACHABLE))
     verb, adjs = REACHABLE[thing]
     slots.update(
-        thing=thing, verb=verb, adj=rng.choice(adjs), helper=rng.choice(HELPERS),
-        where=rng.choice(PLAY_WHERE), plaything=rng.choice(PLAYTHINGS), place=rng.choice(PLACES),
+        thing=thing,
+        verb=verb,
+        adj=rng.choice(adjs),
+        helper=rng.choice(HELPERS),
+        where=rng.choice(PLAY_WHERE),
+        plaything=rng.choice(PLAYTHINGS),
+        place=rng.choice(PLACES),
     )
 
 
@@ -153,7 +158,7 @@ REACH: list[Template] = [
     ("One day, {sub} saw a big {thing} in the {place}.", False),
     ("{Sub} wanted to {verb} it, but it was too {adj}.", False),
     ("{Name} asked {poss} {helper} to help {obj} {verb} the {thing}.", False),
-    ('{Poss} {helper} said, "No, you can\'t {verb} the {thing}. It\'s too {adj}."', True),
+    ("{Poss} {helper} said, \"No, you can't {verb} the {thing}. It's too {adj}.\"", True),
     ("{Name} was sad because {sub} wanted to {verb} the {thing}.", True),
     ("Later that day, {name}'s {helper} told {obj} that {sub} could {verb} the {thing}.", True),
     ('{Name} was very happy and said, "Thank you!"', True),
@@ -163,8 +168,11 @@ REACH: list[Template] = [
 def _lost_slots(rng: random.Random, slots: _Slots) -> None:
     friend = _character(rng, avoid=slots["name"])
     slots.update(
-        toy=rng.choice(TOYS), color=rng.choice(COLORS), place=rng.choice(PLACES[:4]),
-        hide=rng.choice(HIDING), friend=friend["name"],
+        toy=rng.choice(TOYS),
+        color=rng.choice(COLORS),
+        place=rng.choice(PLACES[:4]),
+        hide=rng.choice(HIDING),
+        friend=friend["name"],
     )
 
 
@@ -181,7 +189,9 @@ LOST: list[Template] = [
 
 def _share_slots(rng: random.Random, slots: _Slots) -> None:
     slots.update(
-        food=rng.choice(FOODS), helper=rng.choice(HELPERS), place=rng.choice(PLACES[:4]),
+        food=rng.choice(FOODS),
+        helper=rng.choice(HELPERS),
+        place=rng.choice(PLACES[:4]),
         friend=_character(rng)["name"],
     )
 
@@ -199,8 +209,11 @@ SHARE: list[Template] = [
 def _animal_slots(rng: random.Random, slots: _Slots) -> None:
     trouble = rng.choice(tuple(TROUBLES))
     slots.update(
-        animal=rng.choice(ANIMALS), trouble=trouble, food=rng.choice(FOODS),
-        helper=rng.choice(HELPERS), place=rng.choice(PLACES[:4]),
+        animal=rng.choice(ANIMALS),
+        trouble=trouble,
+        food=rng.choice(FOODS),
+        helper=rng.choice(HELPERS),
+        place=rng.choice(PLACES[:4]),
     )
     slots["fix"] = TROUBLES[trouble].format_map(slots)
 
@@ -217,8 +230,9 @@ ANIMAL: list[Template] = [
 
 
 def _quarrel_slots(rng: random.Random, slots: _Slots) -> None:
-    slots.update(friend=_character(rng, avoid=slots["name"])["name"], toy=rng.choice(TOYS),
-                 place=rng.choice(PLACES[:4]))
+    slots.update(
+        friend=_character(rng, avoid=slots["name"])["name"], toy=rng.choice(TOYS), place=rng.choice(PLACES[:4])
+    )
 
 
 QUARREL: list[Template] = [
@@ -233,8 +247,13 @@ QUARREL: list[Template] = [
 
 
 def _rain_slots(rng: random.Random, slots: _Slots) -> None:
-    slots.update(helper=rng.choice(HELPERS), place=rng.choice(PLACES[:4]), toy=rng.choice(TOYS),
-                 food=rng.choice(FOODS), feeling=rng.choice(FEELINGS))
+    slots.update(
+        helper=rng.choice(HELPERS),
+        place=rng.choice(PLACES[:4]),
+        toy=rng.choice(TOYS),
+        food=rng.choice(FOODS),
+        feeling=rng.choice(FEELINGS),
+    )
 
 
 RAIN: list[Template] = [
@@ -277,25 +296,34 @@ def generate_story(rng: random.Random) -> Story:
 # though the Lily story itself is held out.
 ANCHOR_STORIES: tuple[Story, ...] = (
     Story("reach", LILY_STORY[:4] + ('Lily was very happy and said, "Thank you!"',)),
-    Story("reach", (
-        "Once upon a time, there was a little girl named Lily.",
-        "She loved to play in the park with her ball.",
-        "One day, she saw a big tree in the park.",
-        *LILY_STORY[3:],
-    )),
-    Story("reach", (
-        "There was a boy named Tom.",
-        "He loved to play outside with his toys.",
-        "One day, he saw a big kite in the sky.",
-        "He wanted to catch it, but it was too high.",
-        "Tom asked his dad to help him catch the kite.",
-    )),
-    Story("share", (
-        "I like cheese.",
-        "Every morning, my mom gives me cheese.",
-        "Today, I want to share my cheese with Tom.",
-        "We sit in the garden and eat together.",
-    )),
+    Story(
+        "reach",
+        (
+            "Once upon a time, there was a little girl named Lily.",
+            "She loved to play in the park with her ball.",
+            "One day, she saw a big tree in the park.",
+            *LILY_STORY[3:],
+        ),
+    ),
+    Story(
+        "reach",
+        (
+            "There was a boy named Tom.",
+            "He loved to play outside with his toys.",
+            "One day, he saw a big kite in the sky.",
+            "He wanted to catch it, but it was too high.",
+            "Tom asked his dad to help him catch the kite.",
+        ),
+    ),
+    Story(
+        "share",
+        (
+            "I like cheese.",
+            "Every morning, my mom gives me cheese.",
+            "Today, I want to share my cheese with Tom.",
+            "We sit in the garden and eat together.",
+        ),
+    ),
 )
 
 

@@ -19,9 +19,10 @@ import os
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,8 +53,13 @@ class Sample:
     optimise_steps: int
 
 
-FULL = Sample(heldout_sentences=100_000, noisy_sentences=400, heldout_stories=100_000, baseline_stories=100_000,
-              optimise_steps=100)
+FULL = Sample(
+    heldout_sentences=100_000,
+    noisy_sentences=400,
+    heldout_stories=100_000,
+    baseline_stories=100_000,
+    optimise_steps=100,
+)
 QUICK = Sample(heldout_sentences=16, noisy_sentences=8, heldout_stories=12, baseline_stories=200, optimise_steps=10)
 
 
@@ -112,7 +118,9 @@ def _cos(a: Tensor, b: Tensor) -> Tensor:
     return torch.nn.functional.cosine_similarity(a, b, dim=-1)
 
 
-def _optimise_first(predictor: Any, z0: Tensor, context: Tensor, target: Tensor, steps: int, lr: float) -> tuple[float, float]:
+def _optimise_first(
+    predictor: Any, z0: Tensor, context: Tensor, target: Tensor, steps: int, lr: float
+) -> tuple[float, float]:
     """The shipped queue's experiment in miniature: free s0, maximise cos(P(.)[s0 position], s1)."""
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
@@ -169,14 +177,22 @@ def evaluate(sample: Sample, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     base_stories = [s.sentences for s in corpus.train]
     if len(base_stories) > sample.baseline_stories:
         base_stories = rng.sample(base_stories, sample.baseline_stories)
-    needed = list(dict.fromkeys([BEGIN_TEXT, *LILY_STORY, *INIT_SENTENCES] + [x for s in stories + base_stories for x in s]))
+    needed = list(
+        dict.fromkeys([BEGIN_TEXT, *LILY_STORY, *INIT_SENTENCES] + [x for s in stories + base_stories for x in s])
+    )
     table = dict(zip(needed, _encode(encoder, needed)))
     begin = table[BEGIN_TEXT]
     x, mask = _story_batch(stories, table, begin)
     bx, bmask = _story_batch(base_stories, table, begin)
     width = max(x.shape[1], bx.shape[1])
-    x, mask = torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1])), torch.nn.functional.pad(mask, (0, width - mask.shape[1]))
-    bx, bmask = torch.nn.functional.pad(bx, (0, 0, 0, width - bx.shape[1])), torch.nn.functional.pad(bmask, (0, width - bmask.shape[1]))
+    x, mask = (
+        torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[1])),
+        torch.nn.functional.pad(mask, (0, width - mask.shape[1])),
+    )
+    bx, bmask = (
+        torch.nn.functional.pad(bx, (0, 0, 0, width - bx.shape[1])),
+        torch.nn.functional.pad(bmask, (0, width - bmask.shape[1])),
+    )
     with torch.no_grad():
         pred = predictor(x)
     # Output t predicts input t+1; score sentences 1..n (index 2.. of the input), which have a story context.
@@ -202,7 +218,8 @@ def evaluate(sample: Sample, seed: int = DEFAULT_SEED) -> dict[str, Any]:
         "heldout_sentences": len(hits),
         "heldout_unseen_exact_match": round(sum(unseen) / len(unseen), 4) if unseen else None,
         "heldout_unseen_sentences": len(unseen),
-        "reference_exact_match": sum(d == s for d, s in zip(ref_decoded, REFERENCE_SENTENCES)) / len(REFERENCE_SENTENCES),
+        "reference_exact_match": sum(d == s for d, s in zip(ref_decoded, REFERENCE_SENTENCES))
+        / len(REFERENCE_SENTENCES),
         "reference_failures": [f"{s!r} -> {d!r}" for d, s in zip(ref_decoded, REFERENCE_SENTENCES) if d != s],
         "noisy_exact_match_cos90": round(noisy_exact, 4),
         "noisy_sentences": len(noisy_idx),
@@ -221,7 +238,9 @@ def evaluate(sample: Sample, seed: int = DEFAULT_SEED) -> dict[str, Any]:
             "predictor": sum(p.numel() for p in predictor.parameters()),
         },
         "weights_bytes": _bytes(ASSETS_DIR),
-        "files": {str(p.relative_to(ASSETS_DIR)): p.stat().st_size for p in sorted(ASSETS_DIR.rglob("*")) if p.is_file()},
+        "files": {
+            str(p.relative_to(ASSETS_DIR)): p.stat().st_size for p in sorted(ASSETS_DIR.rglob("*")) if p.is_file()
+        },
         "corpus": corpus_statistics(corpus),
         "training": _training_record(),
         "quick": sample == QUICK,
@@ -237,25 +256,27 @@ def _training_record() -> dict[str, Any] | None:
 def model_card(r: dict[str, Any]) -> str:
     c, p, t = r["corpus"], r["parameters"], r["training"] or {}
     sizes = t.get("sizes", {})
-    opt = "\n".join(f"| {k} | {v['init_sim']:.3f} | {v['final_sim']:.3f} |" for k, v in r["optimisation_lily_s1"].items())
+    opt = "\n".join(
+        f"| {k} | {v['init_sim']:.3f} | {v['final_sim']:.3f} |" for k, v in r["optimisation_lily_s1"].items()
+    )
     ref_fail = "".join(f"\n- {f}" for f in r["reference_failures"]) or " none"
     return f"""# Model card: the embedded default (embopt-tui mini)
 
 A miniature SONAR-architecture text encoder/decoder and a SONAR-LLM-layout next-sentence predictor,
 trained by `python -m engine.mini.train` on a generated TinyStories-like corpus. **It is not SONAR**: it knows
-only the {c['vocabulary_words']} words and {c['distinct_sentences']} distinct sentences of its own corpus. It exists so that embopt-tui runs,
+only the {c["vocabulary_words"]} words and {c["distinct_sentences"]} distinct sentences of its own corpus. It exists so that embopt-tui runs,
 tests and demonstrates itself offline, through the same loading code as the real models.
-Produced by `python -m engine.mini.evaluate --write`{' (quick sample: not the shipped figures)' if r['quick'] else ''}.
+Produced by `python -m engine.mini.evaluate --write`{" (quick sample: not the shipped figures)" if r["quick"] else ""}.
 
-## Corpus (seed {t.get('seed', DEFAULT_SEED)})
+## Corpus (seed {t.get("seed", DEFAULT_SEED)})
 | | |
 |---|---:|
-| stories (train / held-out) | {c['stories']} ({c['train_stories']} / {c['heldout_stories']}) |
-| sentences / distinct | {c['sentences']} / {c['distinct_sentences']} |
-| distinct training sentences | {c['distinct_train_sentences']} |
-| held-out sentences never seen in training | {c['heldout_sentences_unseen_in_train']} |
-| vocabulary (words) | {c['vocabulary_words']} |
-| mean story length (sentences) | {c['mean_story_length']} |
+| stories (train / held-out) | {c["stories"]} ({c["train_stories"]} / {c["heldout_stories"]}) |
+| sentences / distinct | {c["sentences"]} / {c["distinct_sentences"]} |
+| distinct training sentences | {c["distinct_train_sentences"]} |
+| held-out sentences never seen in training | {c["heldout_sentences_unseen_in_train"]} |
+| vocabulary (words) | {c["vocabulary_words"]} |
+| mean story length (sentences) | {c["mean_story_length"]} |
 
 Six plot shapes (wanting something out of reach, a lost toy, sharing food, helping an animal, a quarrel,
 rain on an outing). The Lily story is held out as a whole; each of its sentences, "I like cheese." and
@@ -264,31 +285,31 @@ rain on an outing). The Lily story is held out as a whole; each of its sentences
 ## Models
 | model | parameters | shape |
 |---|---:|---|
-| encoder `embopt_mini_encoder` | {p['encoder']:,} | SONAR text encoder, dim {sizes.get('model_dim')}, {sizes.get('encoder_layers')} layers, {sizes.get('heads')} heads, ffn {sizes.get('ffn_dim')}, mean pooling |
-| decoder `embopt_mini_decoder` | {p['decoder']:,} | SONAR text decoder, dim {sizes.get('model_dim')}, {sizes.get('decoder_layers')} layers, {sizes.get('heads')} heads, ffn {sizes.get('ffn_dim')} |
-| predictor `predictor/` | {p['predictor']:,} | Llama, hidden {sizes.get('predictor_hidden')}, {sizes.get('predictor_layers')} layers, {sizes.get('predictor_heads')} heads, ffn {sizes.get('predictor_ffn')}, add_begin |
+| encoder `embopt_mini_encoder` | {p["encoder"]:,} | SONAR text encoder, dim {sizes.get("model_dim")}, {sizes.get("encoder_layers")} layers, {sizes.get("heads")} heads, ffn {sizes.get("ffn_dim")}, mean pooling |
+| decoder `embopt_mini_decoder` | {p["decoder"]:,} | SONAR text decoder, dim {sizes.get("model_dim")}, {sizes.get("decoder_layers")} layers, {sizes.get("heads")} heads, ffn {sizes.get("ffn_dim")} |
+| predictor `predictor/` | {p["predictor"]:,} | Llama, hidden {sizes.get("predictor_hidden")}, {sizes.get("predictor_layers")} layers, {sizes.get("predictor_heads")} heads, ffn {sizes.get("predictor_ffn")}, add_begin |
 
-Embedding dimension {r['embedding_dim']}; tokenizer: sentencepiece BPE, NLLB layout. Weights stored as fp16;
-all shipped files together: {r['weights_bytes'] / 1e6:.1f} MB. Training: {t.get('total_seconds', '?')} s on {t.get('threads', '?')} CPU threads
-(autoencoder {t.get('autoencoder_seconds', '?')} s, predictor {t.get('predictor_seconds', '?')} s), torch {t.get('torch', '?')}.
+Embedding dimension {r["embedding_dim"]}; tokenizer: sentencepiece BPE, NLLB layout. Weights stored as fp16;
+all shipped files together: {r["weights_bytes"] / 1e6:.1f} MB. Training: {t.get("total_seconds", "?")} s on {t.get("threads", "?")} CPU threads
+(autoencoder {t.get("autoencoder_seconds", "?")} s, predictor {t.get("predictor_seconds", "?")} s), torch {t.get("torch", "?")}.
 
 ## Figures
 | metric | value | target |
 |---|---:|---:|
-| held-out exact match (greedy, {r['heldout_sentences']} sentences of held-out stories) | {r['heldout_exact_match']:.3f} | >= 0.90 |
-| ... of those never seen in training ({r['heldout_unseen_sentences']}) | {r['heldout_unseen_exact_match'] if r['heldout_unseen_exact_match'] is not None else 'n/a'} | |
-| reference exact match (8 Lily sentences + 2 init sentences) | {r['reference_exact_match']:.3f} | 1.0 |
-| exact match after noise to cosine 0.9 ({r['noisy_sentences']} sentences) | {r['noisy_exact_match_cos90']:.3f} | >= 0.75 |
-| predictor held-out mean cosine ({r['predicted_positions']} predictions of sentences 1..n) | {r['predictor_heldout_cos']:.3f} | >= 0.75 |
-| mean-vector-per-position baseline cosine | {r['mean_vector_baseline_cos']:.3f} | predictor - 0.15 |
-| oracle similarity, Lily sentence 1 given the true sentence 0 | {r['oracle_sim_lily']:.3f} | |
-| mean embedding norm (reference norm) | {r['reference_norm']:.4f} | ~{r['target_norm']} |
+| held-out exact match (greedy, {r["heldout_sentences"]} sentences of held-out stories) | {r["heldout_exact_match"]:.3f} | >= 0.90 |
+| ... of those never seen in training ({r["heldout_unseen_sentences"]}) | {r["heldout_unseen_exact_match"] if r["heldout_unseen_exact_match"] is not None else "n/a"} | |
+| reference exact match (8 Lily sentences + 2 init sentences) | {r["reference_exact_match"]:.3f} | 1.0 |
+| exact match after noise to cosine 0.9 ({r["noisy_sentences"]} sentences) | {r["noisy_exact_match_cos90"]:.3f} | >= 0.75 |
+| predictor held-out mean cosine ({r["predicted_positions"]} predictions of sentences 1..n) | {r["predictor_heldout_cos"]:.3f} | >= 0.75 |
+| mean-vector-per-position baseline cosine | {r["mean_vector_baseline_cos"]:.3f} | predictor - 0.15 |
+| oracle similarity, Lily sentence 1 given the true sentence 0 | {r["oracle_sim_lily"]:.3f} | |
+| mean embedding norm (reference norm) | {r["reference_norm"]:.4f} | ~{r["target_norm"]} |
 
 Reference sentences that did not come back exactly:{ref_fail}
 
-The predictor's guess for Lily sentence 1, decoded: "{r['lily_prediction_1']}"
+The predictor's guess for Lily sentence 1, decoded: "{r["lily_prediction_1"]}"
 
-## Optimising Lily sentence 0 towards sentence 1 ({'cosine, Adam lr 0.02, norm projection'})
+## Optimising Lily sentence 0 towards sentence 1 ({"cosine, Adam lr 0.02, norm projection"})
 | init text | init sim | final sim |
 |---|---:|---:|
 {opt}

@@ -8,8 +8,9 @@ asset cards, so the overrides written to the cards rebuild exactly these models.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,19 +34,28 @@ class Sizes:
 
 def _vocab_override(vocab_info: Any) -> dict[str, int | None]:
     return {
-        "size": vocab_info.size, "unk_idx": vocab_info.unk_idx, "bos_idx": vocab_info.bos_idx,
-        "eos_idx": vocab_info.eos_idx, "pad_idx": vocab_info.pad_idx,
+        "size": vocab_info.size,
+        "unk_idx": vocab_info.unk_idx,
+        "bos_idx": vocab_info.bos_idx,
+        "eos_idx": vocab_info.eos_idx,
+        "pad_idx": vocab_info.pad_idx,
     }
 
 
 def _override(layers: int, sizes: Sizes, vocab_info: Any) -> dict[str, Any]:
     """Fields of the ``basic`` config that a card overrides (encoder and decoder configs share the names)."""
     return {
-        "model_dim": sizes.model_dim, "max_seq_len": sizes.max_seq_len,
-        "num_encoder_layers": layers, "num_decoder_layers": layers,
-        "num_encoder_attn_heads": sizes.heads, "num_decoder_attn_heads": sizes.heads,
-        "ffn_inner_dim": sizes.ffn_dim, "emb_dropout_p": 0.0, "attention_dropout_p": 0.0,
-        "activation_dropout_p": 0.0, "vocab_info": _vocab_override(vocab_info),
+        "model_dim": sizes.model_dim,
+        "max_seq_len": sizes.max_seq_len,
+        "num_encoder_layers": layers,
+        "num_decoder_layers": layers,
+        "num_encoder_attn_heads": sizes.heads,
+        "num_decoder_attn_heads": sizes.heads,
+        "ffn_inner_dim": sizes.ffn_dim,
+        "emb_dropout_p": 0.0,
+        "attention_dropout_p": 0.0,
+        "activation_dropout_p": 0.0,
+        "vocab_info": _vocab_override(vocab_info),
     }
 
 
@@ -81,10 +91,15 @@ def create_decoder(sizes: Sizes, vocab_info: Any) -> torch.nn.Module:
 
 def llama_config(sizes: Sizes) -> dict[str, Any]:
     return {
-        "hidden_size": sizes.predictor_hidden, "intermediate_size": sizes.predictor_ffn,
-        "num_hidden_layers": sizes.predictor_layers, "num_attention_heads": sizes.predictor_heads,
-        "num_key_value_heads": sizes.predictor_heads, "max_position_embeddings": 64,
-        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "attention_dropout": 0.0,
+        "hidden_size": sizes.predictor_hidden,
+        "intermediate_size": sizes.predictor_ffn,
+        "num_hidden_layers": sizes.predictor_layers,
+        "num_attention_heads": sizes.predictor_heads,
+        "num_key_value_heads": sizes.predictor_heads,
+        "max_position_embeddings": 64,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "attention_dropout": 0.0,
         "tie_word_embeddings": False,
     }
 

@@ -8,8 +8,8 @@ Nothing here is trained: decodes are gibberish, shapes and code paths are real.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -19,9 +19,17 @@ from engine.mini.train import DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE, write_
 from engine.models.predictor import PredictorConfig, SonarLLMPredictor, save_predictor
 
 TINY = Sizes(
-    model_dim=32, encoder_layers=1, decoder_layers=1, heads=2, ffn_dim=64, max_seq_len=64,
-    predictor_hidden=32, predictor_layers=1, predictor_heads=2, predictor_ffn=64,
-)  # fmt: skip
+    model_dim=32,
+    encoder_layers=1,
+    decoder_layers=1,
+    heads=2,
+    ffn_dim=64,
+    max_seq_len=64,
+    predictor_hidden=32,
+    predictor_layers=1,
+    predictor_heads=2,
+    predictor_ffn=64,
+)
 SAMPLE_TEXT = (
     "Once upon a time, there was a little girl named Lily.",
     "She loved to play outside with her toys.",
@@ -75,7 +83,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument(
-        "--names", nargs=2, default=("tiny_encoder", "tiny_decoder"), metavar=("ENCODER", "DECODER"),
+        "--names",
+        nargs=2,
+        default=("tiny_encoder", "tiny_decoder"),
+        metavar=("ENCODER", "DECODER"),
         help="card names, e.g. text_sonar_basic_encoder@user text_sonar_basic_decoder@user for an overlay",
     )
     args = parser.parse_args(argv)

@@ -8,8 +8,8 @@ on top of the model, so the model itself must be trained with
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 LANG = "eng_Latn"
 VOCAB_SIZE = 600

@@ -18,9 +18,10 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -67,8 +68,17 @@ class Schedule:
 
 
 QUICK = Schedule(stories=300, ae_steps=12, ae_batch=16, pred_steps=12, pred_batch=8, warmup=2, log_every=4)
-QUICK_SIZES = Sizes(model_dim=32, encoder_layers=1, decoder_layers=1, heads=2, ffn_dim=64,
-                    predictor_hidden=32, predictor_layers=1, predictor_heads=2, predictor_ffn=64)
+QUICK_SIZES = Sizes(
+    model_dim=32,
+    encoder_layers=1,
+    decoder_layers=1,
+    heads=2,
+    ffn_dim=64,
+    predictor_hidden=32,
+    predictor_layers=1,
+    predictor_heads=2,
+    predictor_ffn=64,
+)
 
 Log = Callable[[str], None]
 
@@ -144,16 +154,20 @@ def train_autoencoder(
             k = (step % sched.log_every) + 1
             elapsed = time.monotonic() - start
             eta = elapsed / (step + 1) * (sched.ae_steps - step - 1)
-            log(f"autoencoder {step + 1}/{sched.ae_steps}  loss {run_loss / k:.4f}  "
-                f"noisy teacher-forced exact {run_acc / k:.3f}  {elapsed:.0f}s  eta {eta:.0f}s")
+            log(
+                f"autoencoder {step + 1}/{sched.ae_steps}  loss {run_loss / k:.4f}  "
+                f"noisy teacher-forced exact {run_acc / k:.3f}  {elapsed:.0f}s  eta {eta:.0f}s"
+            )
             run_loss = run_acc = 0.0
     encoder.eval()
     decoder.eval()
     with torch.no_grad():
-        norms = torch.cat([
-            encode_batch(encoder, *pad_batch(src[i : i + 512], vi.pad_idx)).norm(dim=-1)
-            for i in range(0, len(src), 512)
-        ])
+        norms = torch.cat(
+            [
+                encode_batch(encoder, *pad_batch(src[i : i + 512], vi.pad_idx)).norm(dim=-1)
+                for i in range(0, len(src), 512)
+            ]
+        )
     scale = TARGET_NORM / norms.mean().item()
     fold_norm(encoder, decoder, scale)
     log(f"autoencoder done: mean norm {norms.mean().item():.3f} folded to {TARGET_NORM} (x{scale:.4f})")
@@ -172,7 +186,9 @@ def embed_sentences(encoder: torch.nn.Module, tokenizer: Any, sentences: Sequenc
     return out
 
 
-def story_tensor(stories: Sequence[Sequence[str]], vectors: dict[str, Tensor], begin: Tensor | None) -> tuple[Tensor, Tensor]:
+def story_tensor(
+    stories: Sequence[Sequence[str]], vectors: dict[str, Tensor], begin: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """[N, T, D] story vectors (begin vector first when given) and a [N, T] validity mask."""
     rows = [([begin] if begin is not None else []) + [vectors[s] for s in story] for story in stories]
     width = max(len(r) for r in rows)
@@ -209,7 +225,9 @@ def train_predictor(
         xb, mb = x[idx], mask[idx]
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, sched.pred_steps, sched.pred_lr, sched.warmup)
-        noisy = xb + torch.randn(xb.shape, generator=gen) * (sched.pred_input_noise * TARGET_NORM / math.sqrt(x.shape[-1]))
+        noisy = xb + torch.randn(xb.shape, generator=gen) * (
+            sched.pred_input_noise * TARGET_NORM / math.sqrt(x.shape[-1])
+        )
         pred = model(noisy)
         loss = prediction_loss(pred[:, :-1], xb[:, 1:], mb[:, 1:])
         opt.zero_grad(set_to_none=True)
@@ -240,16 +258,18 @@ def write_cards(
 
     def card(name: str, family: str, checkpoint: str, override: dict[str, Any]) -> str:
         # JSON flow mappings are YAML; one card per document.
-        return "\n".join([
-            f"name: {name}",
-            f"model_family: {family}",
-            "model_arch: basic",
-            f"model_config_override: {json.dumps(override)}",
-            f"checkpoint: {checkpoint}",
-            f"tokenizer: {TOKENIZER_FILE}",
-            "tokenizer_family: nllb",
-            f"tokenizer_config: {json.dumps(tokenizer_config)}",
-        ])
+        return "\n".join(
+            [
+                f"name: {name}",
+                f"model_family: {family}",
+                "model_arch: basic",
+                f"model_config_override: {json.dumps(override)}",
+                f"checkpoint: {checkpoint}",
+                f"tokenizer: {TOKENIZER_FILE}",
+                "tokenizer_family: nllb",
+                f"tokenizer_config: {json.dumps(tokenizer_config)}",
+            ]
+        )
 
     text = (
         header
@@ -305,10 +325,17 @@ def train_all(out: Path, seed: int, sizes: Sizes, sched: Schedule, threads: int,
     save_predictor(predictor, out / PREDICTOR_SUBDIR)
 
     report = {
-        "seed": seed, "threads": threads, "sizes": asdict(sizes), "schedule": asdict(sched), "corpus": stats,
-        "autoencoder_seconds": round(ae_seconds, 1), "predictor_seconds": round(pred_seconds, 1),
-        "total_seconds": round(time.monotonic() - total_start, 1), "torch": torch.__version__,
-        "autoencoder_loss": _ends(ae_losses), "predictor_loss": _ends(pred_losses),
+        "seed": seed,
+        "threads": threads,
+        "sizes": asdict(sizes),
+        "schedule": asdict(sched),
+        "corpus": stats,
+        "autoencoder_seconds": round(ae_seconds, 1),
+        "predictor_seconds": round(pred_seconds, 1),
+        "total_seconds": round(time.monotonic() - total_start, 1),
+        "torch": torch.__version__,
+        "autoencoder_loss": _ends(ae_losses),
+        "predictor_loss": _ends(pred_losses),
     }
     (out / TRAINING_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     log(f"done in {report['total_seconds']:.0f}s -> {out}")

@@ -24,8 +24,9 @@ refuses) get ``None`` from the decoder; the caller then uses the pipeline.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,11 @@ def _heads(x: Tensor, head_dim: int) -> Tensor:
 def _attend(q: Tensor, k: Tensor, v: Tensor, is_causal: bool) -> Tensor:
     """fairseq2's TorchSDPA on [N, S, H, K] tensors (no mask: a single query never needs one)."""
     out = F.scaled_dot_product_attention(
-        q.transpose(-2, -3), k.transpose(-2, -3), v.transpose(-2, -3), attn_mask=None, dropout_p=0.0,
+        q.transpose(-2, -3),
+        k.transpose(-2, -3),
+        v.transpose(-2, -3),
+        attn_mask=None,
+        dropout_p=0.0,
         is_causal=is_causal,
     )
     return out.transpose(-2, -3).flatten(-2, -1)
@@ -103,10 +108,24 @@ class GreedyDecoder:
     """Batched greedy decoding of sentence embeddings [N, D] to text."""
 
     def __init__(
-        self, *, embed: Tensor, pad_idx: int | None, scale: float, freqs: Tensor | None, layers: list[_Layer],
-        final_norm: LayerNorm | None, final_proj: Proj, sentemb_proj: Callable[[Tensor], Tensor] | None,
-        max_target_len: int, prefix: Tensor, vocab: Any, temperature: float, max_gen_len: tuple[float, int],
-        to_text: Callable[[Tensor], str], precision: Callable[[], Any], single_key_is_v: bool,
+        self,
+        *,
+        embed: Tensor,
+        pad_idx: int | None,
+        scale: float,
+        freqs: Tensor | None,
+        layers: list[_Layer],
+        final_norm: LayerNorm | None,
+        final_proj: Proj,
+        sentemb_proj: Callable[[Tensor], Tensor] | None,
+        max_target_len: int,
+        prefix: Tensor,
+        vocab: Any,
+        temperature: float,
+        max_gen_len: tuple[float, int],
+        to_text: Callable[[Tensor], str],
+        precision: Callable[[], Any],
+        single_key_is_v: bool,
     ) -> None:
         self.embed, self.pad_idx, self.scale, self.freqs = embed, pad_idx, scale, freqs
         self.layers, self.final_norm, self.final_proj, self.sentemb_proj = layers, final_norm, final_proj, sentemb_proj
@@ -198,7 +217,12 @@ class GreedyDecoder:
         return [F.linear(v, *layer.cross_attn.out) for v, layer in zip(cross_v, self.layers)]
 
     def _forward(
-        self, tokens: Tensor, position: int, caches: list[_Cache], cross_k: list[Tensor], cross_v: list[Tensor],
+        self,
+        tokens: Tensor,
+        position: int,
+        caches: list[_Cache],
+        cross_k: list[Tensor],
+        cross_v: list[Tensor],
         cross_out: list[Tensor] | None,
     ) -> Tensor:
         """Logits [N, L, V] for ``tokens`` [N, L] at ``position``, extending the caches (filled on the first call)."""
@@ -322,8 +346,9 @@ def _build(decoder: Any, tokenizer: Any, target_lang: str) -> GreedyDecoder:
         sdpa = module.sdpa
         _require(type(sdpa) is TorchSDPA and sdpa.scale is None and type(sdpa.bias) is bias_type)
         _require(getattr(sdpa.bias, "attn_window_len", None) is None)
-        return _Attention(proj(module.q_proj), proj(module.k_proj), proj(module.v_proj), proj(module.output_proj),
-                          module.head_dim)
+        return _Attention(
+            proj(module.q_proj), proj(module.k_proj), proj(module.v_proj), proj(module.output_proj), module.head_dim
+        )
 
     frontend = decoder.decoder_frontend
     _require(type(frontend) is TransformerEmbeddingFrontend)
@@ -348,10 +373,14 @@ def _build(decoder: Any, tokenizer: Any, target_lang: str) -> GreedyDecoder:
         dropout_free(ffn.inner_dropout)
         layers.append(
             _Layer(
-                norm(layer.self_attn_layer_norm), attention(layer.self_attn, CausalAttentionBias),
-                norm(layer.encoder_decoder_attn_layer_norm), attention(layer.encoder_decoder_attn, IdentityBias),
+                norm(layer.self_attn_layer_norm),
+                attention(layer.self_attn, CausalAttentionBias),
+                norm(layer.encoder_decoder_attn_layer_norm),
+                attention(layer.encoder_decoder_attn, IdentityBias),
                 _q_bound(layer.encoder_decoder_attn_layer_norm, layer.encoder_decoder_attn.q_proj),
-                norm(layer.ffn_layer_norm), proj(ffn.inner_proj), proj(ffn.output_proj),
+                norm(layer.ffn_layer_norm),
+                proj(ffn.inner_proj),
+                proj(ffn.output_proj),
             )
         )
 
@@ -380,8 +409,13 @@ def _build(decoder: Any, tokenizer: Any, target_lang: str) -> GreedyDecoder:
         to_text=tokenizer.create_decoder(skip_special_tokens=True),
         precision=lambda: precision_context(dtype),
         single_key_is_v=all(
-            _single_key_is_v(layer.cross_attn.head_dim, layer.cross_attn.q[0].size(0) // layer.cross_attn.head_dim,
-                             device, dtype, precision_context(dtype))
+            _single_key_is_v(
+                layer.cross_attn.head_dim,
+                layer.cross_attn.q[0].size(0) // layer.cross_attn.head_dim,
+                device,
+                dtype,
+                precision_context(dtype),
+            )
             for layer in layers
         ),
     )

@@ -14,7 +14,8 @@ predictor's own forward.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +80,9 @@ def lean_forward(predictor: Any) -> Callable[[Tensor], Tensor] | None:
         for ln1, qkv, o, ln2, gate_up, down in layers:
             t = norm(h, ln1)
             q, k, v = (
-                F.linear(t, qkv).view(batch, length, heads + 2 * kv_heads, head_dim).transpose(1, 2)
+                F.linear(t, qkv)
+                .view(batch, length, heads + 2 * kv_heads, head_dim)
+                .transpose(1, 2)
                 .split([heads, kv_heads, kv_heads], dim=1)
             )
             a = F.scaled_dot_product_attention(

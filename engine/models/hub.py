@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine.models.predictor_dir import CONFIG_FILE, WEIGHT_FILES, PredictorError, predictor_dir_problem
 from engine.text import error_line
@@ -98,9 +99,12 @@ def _cached(repo: str, ref: str, label: str, why: str) -> Path:
 
     try:
         found = snapshot_download(
-            repo, revision=ref, cache_dir=cache_dir(), allow_patterns=[CONFIG_FILE, *WEIGHT_FILES],
+            repo,
+            revision=ref,
+            cache_dir=cache_dir(),
+            allow_patterns=[CONFIG_FILE, *WEIGHT_FILES],
             local_files_only=True,
-        )  # fmt: skip
+        )
     except Exception:
         raise PredictorError(
             f"{label}: not in the Hugging Face cache ({cache_dir()}) and {why}; run once online to download it"

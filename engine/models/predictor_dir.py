@@ -40,7 +40,7 @@ class PredictorConfig:
     add_begin: bool = False
 
     @classmethod
-    def read(cls, directory: Path) -> "PredictorConfig":
+    def read(cls, directory: Path) -> PredictorConfig:
         path = directory / CONFIG_FILE
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))

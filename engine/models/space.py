@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -224,7 +225,7 @@ def _checkpoint_of(card: str) -> str:
 
 
 def load_space(
-    backend: "Backend",
+    backend: Backend,
     *,
     device: torch.device | None = None,
     dtype: torch.dtype | None = None,

@@ -10,8 +10,9 @@ failure into failed rows. The loops live in engine/methods/.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -59,7 +60,6 @@ def run_batch(
         corpus_norms=models.corpus_norms,
         bank=bank,
     )
-
 
 
 def _bank(value: str | None, spec: Spec, models: Models, emit: Callable[[ev.Event], None], banks: dict) -> Any:

@@ -10,11 +10,12 @@ pending experiments, and returns the :class:`Command` for the running batch.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from engine import events as ev
-from engine.results import FINISHED, best_by_story, result_row
 from engine.methods.method import GO_ON, STOP, Command
+from engine.results import FINISHED, best_by_story, result_row
 from engine.run.steering import Steering
 from engine.spec import Experiment, Spec
 
@@ -36,7 +37,7 @@ class Queue:
         self.names = [e.name for e in spec.experiments]
         self.experiments: dict[str, Experiment] = {e.name: e for e in spec.experiments}
         self.results: dict[str, dict[str, Any]] = {}
-        self.status: dict[str, str] = {name: ev.PENDING for name in self.names}
+        self.status: dict[str, str] = dict.fromkeys(self.names, ev.PENDING)
         for name in self.names:
             result = (completed or {}).get(name)
             if result is not None and result.get("status") in FINISHED:

@@ -11,13 +11,14 @@ lose the run).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine import events as ev
 from engine.run.steering import Steering
-from engine.spec import Spec, SpecError, load_spec, parse_spec
 from engine.rundir.store import CONFIG_FILE, RunStore
+from engine.spec import Spec, SpecError, load_spec, parse_spec
 
 Consumer = Callable[[ev.Event], None]
 
@@ -47,7 +48,7 @@ class Session:
         *,
         steering: Steering | None = None,
         on_event: Consumer | None = None,
-    ) -> "Session":
+    ) -> Session:
         """Validate the config (SpecError) and create its run directory (StoreError)."""
         config_path = Path(config_path)
         try:
@@ -68,7 +69,7 @@ class Session:
         *,
         steering: Steering | None = None,
         on_event: Consumer | None = None,
-    ) -> "Session":
+    ) -> Session:
         """Reopen a run directory (StoreError); its config.toml must still be valid (SpecError)."""
         store = RunStore.open(run_dir)
         # Relative predictor paths were written relative to the original config, not the copy.

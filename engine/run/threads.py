@@ -6,7 +6,6 @@ import os
 
 from engine.spec import Spec
 
-
 THREADS_ENV = "EMBOPT_THREADS"  # torch intra-op threads; tests and shared machines set 1
 
 

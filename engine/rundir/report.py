@@ -15,9 +15,10 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from engine.events import STATUSES
 from engine.results import FIELDS, best_by_story, best_names
@@ -33,19 +34,40 @@ METRIC_COLUMNS = ("Oracle", "Round-trip", "Text Sim", "Text", "Decoded z")
 COLUMNS = REFERENCE_COLUMNS + METRIC_COLUMNS
 # Settings shown only where they tell rows apart (header -> results.json field), as experiment trackers do.
 SETTING_COLUMNS = {
-    "Story": "story", "Method": "method", "Objective": "objective", "Optimizer": "optimizer", "Norm": "norm",
-    "Beam Size": "beam_size", "Decode Every": "decode_every", "Seed": "seed",
-}  # fmt: skip
+    "Story": "story",
+    "Method": "method",
+    "Objective": "objective",
+    "Optimizer": "optimizer",
+    "Norm": "norm",
+    "Beam Size": "beam_size",
+    "Decode Every": "decode_every",
+    "Seed": "seed",
+}
 RIGHT = {
-    "LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip", "Text Sim", "Beam Size",
-    "Decode Every", "Seed",
-}  # fmt: skip
+    "LR",
+    "Steps",
+    "Init Sim",
+    "Final Sim",
+    "Improvement",
+    "Oracle",
+    "Round-trip",
+    "Text Sim",
+    "Beam Size",
+    "Decode Every",
+    "Seed",
+}
 _TABLE_WIDTHS = {"Status": 32, "Init Text": 28, "Text": 36, "Decoded z": 40}  # plain table truncates long text here
 # A narrow terminal gives up free text first, so the numbers stay: (column, clip width or 0 to drop it) in turn,
 # then the gap between columns shrinks to one space.
 _NARROWING = (
-    ("Text", 16), ("Decoded z", 16), ("Decoded z", 0), ("Init Text", 14), ("Init Text", 0), ("Text", 0), ("", 1),
-)  # fmt: skip
+    ("Text", 16),
+    ("Decoded z", 16),
+    ("Decoded z", 0),
+    ("Init Text", 14),
+    ("Init Text", 0),
+    ("Text", 0),
+    ("", 1),
+)
 
 
 class ReportError(Exception):

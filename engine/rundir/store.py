@@ -25,13 +25,15 @@ import json
 import math
 import os
 import threading
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from engine import events as ev
-from engine.rundir import report
 from engine.results import FIELDS, FINISHED, best_by_story, settings
+from engine.rundir import report
+from engine.rundir.fold import ExperimentProgress, RunProgress
 from engine.spec import SpecError, parse_spec
 
 CONFIG_FILE = "config.toml"
@@ -49,7 +51,7 @@ class StoreError(Exception):
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _finite(value: Any) -> Any:
@@ -107,20 +109,16 @@ class RunStore:
         self.finished: str | None = None
         self.status = "running"
         self.error: str | None = None
-        self.backend: dict[str, Any] | None = None
         self.resumed: list[str] = []
         self.spec: Any = None  # engine.spec.Spec when known: fills rows of experiments not yet finished
-        self._order: list[str] = []
-        self._live: dict[str, str] = {}  # name -> running/pending status of unfinished experiments
-        self._started_rows: dict[str, dict[str, Any]] = {}  # what ExperimentStarted told about running ones
-        self._rows: dict[str, dict[str, Any]] = {}  # finished experiments (any final status), without z
-        self._z: dict[str, list[float]] = {}
+        self.progress = RunProgress()  # what the events say: every row and z comes from here
+        self._backend: dict[str, Any] | None = None  # from an earlier results.json, until a BackendReady
         self._lock = threading.RLock()
         self._events = open(run_dir / EVENTS_FILE, "ab")
 
     # --- creation ---------------------------------------------------------
     @classmethod
-    def create(cls, config_path: str | Path, runs_dir: str | Path, config_text: str | None = None) -> "RunStore":
+    def create(cls, config_path: str | Path, runs_dir: str | Path, config_text: str | None = None) -> RunStore:
         """A new directory ``runs_dir/<UTC time>-<config stem>`` holding the config as run."""
         config_path = Path(config_path)
         if config_text is None:
@@ -133,7 +131,7 @@ class RunStore:
             runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StoreError(f"{runs_dir}: cannot create runs directory: {err.strerror}") from None
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         base = f"{stamp}-{config_path.stem or 'run'}"
         for n in range(1, 1000):  # two runs in the same second get -2, -3, ...
             run_dir = runs_dir / (base if n == 1 else f"{base}-{n}")
@@ -150,7 +148,7 @@ class RunStore:
         return cls(run_dir, config_text, str(config_path.resolve()), utc_now())
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> "RunStore":
+    def open(cls, run_dir: str | Path) -> RunStore:
         """Reopen a run to complete it: finished experiments come from ``events.jsonl``
         (falling back to ``results.json``), whatever the files say about the rest."""
         if not Path(run_dir).is_dir():
@@ -177,7 +175,7 @@ class RunStore:
         started = next((e for e in history if isinstance(e, ev.RunStarted)), None)
         config_path = previous.get("config") or (started.config_path if started else str(run_dir / CONFIG_FILE))
         began = previous.get("started") or (
-            datetime.fromtimestamp(started.time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if started else utc_now()
+            datetime.fromtimestamp(started.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if started else utc_now()
         )
         applied = [e.text for e in history if isinstance(e, ev.ConfigApplied) and e.text]
         if applied and applied[-1] != config_text:  # killed between the event and the config's rewrite
@@ -185,31 +183,26 @@ class RunStore:
             config_text = applied[-1]
         store = cls(run_dir, config_text, str(config_path), str(began))
         store.resumed = list(previous.get("resumed") or [])
+        rows = [r for r in previous.get("experiments") or [] if isinstance(r, dict)]
+        store.progress.add_finished(r for r in rows if r.get("status") in COMPLETED)
+        for name, z in _read_embeddings(run_dir / EMBEDDINGS_FILE).items():
+            if name in store.progress.experiments:
+                store.progress.experiments[name].z = z
         if isinstance(previous.get("backend"), dict):
-            store.backend = previous["backend"]
-        for row in previous.get("experiments") or []:
-            if isinstance(row, dict) and row.get("status") in COMPLETED and "name" in row:
-                store._rows[str(row["name"])] = dict(row)
-        store._z.update(_read_embeddings(run_dir / EMBEDDINGS_FILE))
+            store._backend = previous["backend"]
         for event in history:  # events win over results.json: they are written first
-            if isinstance(event, ev.ExperimentFinished):
-                store._take_result(event.name, event.status, dict(event.result))
-            elif isinstance(event, (ev.RunStarted, ev.QueueChanged)):
-                store._order = list(event.experiments if isinstance(event, ev.RunStarted) else event.names)
+            store.progress.apply(event)
         return store
 
     # --- what resume needs --------------------------------------------------
     @property
     def completed(self) -> dict[str, dict[str, Any]]:
-        """Finished (done/failed) results by name, with ``z`` when known: run_queue skips these."""
+        """Finished (done/failed/skipped) results by name, with ``z`` when known: run_queue skips these."""
         with self._lock:
             out = {}
-            for name, row in self._rows.items():
-                if row.get("status") in COMPLETED:
-                    full = dict(row)
-                    if name in self._z:
-                        full["z"] = list(self._z[name])
-                    out[name] = full
+            for name, x in self.progress.experiments.items():
+                if x.result is not None and x.status in COMPLETED:
+                    out[name] = dict(x.result, **({"z": list(x.z)} if x.z is not None else {}))
             return out
 
     # --- consuming events ---------------------------------------------------
@@ -221,38 +214,22 @@ class RunStore:
                 self._events = open(self.run_dir / EVENTS_FILE, "ab")
             self._events.write(line)
             self._events.flush()
+            self.progress.apply(event)
             rewrite = False
             if isinstance(event, ev.RunStarted):
-                self._order = list(event.experiments)
-                self.status = "running"
-                self.finished = None
+                self.status, self.finished = "running", None
                 if event.resumed:
                     self.resumed.append(utc_now())
                 rewrite = True
-            elif isinstance(event, ev.QueueChanged):
-                self._order = list(event.names)
-                for name, status in zip(event.names, event.statuses):
-                    if status in (ev.PENDING, ev.RUNNING):
-                        self._live[name] = status
             elif isinstance(event, ev.ConfigApplied):
                 self._apply_config(event.text)
-            elif isinstance(event, ev.BackendReady):
-                self.backend = {
-                    "backend": event.backend, "device": event.device, "dim": event.dim,
-                    "reference_norm": event.reference_norm, "load_seconds": event.seconds,
-                    "predictor": event.predictor, "predictor_revision": event.predictor_revision,
-                }  # fmt: skip
             elif isinstance(event, ev.BackendFailed):
                 self.error = event.error
                 rewrite = True
             elif isinstance(event, ev.ExperimentStarted):
-                for name in event.batch or (event.name,):
-                    self._live[name] = ev.RUNNING
-                self._started_rows[event.name] = {"init_sim": event.init_sim, "oracle_sim": event.oracle_sim}
                 # Once per batch, so a killed run's results.json says what was running.
                 rewrite = not event.batch or event.name == event.batch[-1]
             elif isinstance(event, ev.ExperimentFinished):
-                self._take_result(event.name, event.status, dict(event.result))
                 self._events.flush()
                 os.fsync(self._events.fileno())
                 rewrite = True
@@ -277,16 +254,6 @@ class RunStore:
             self.spec = parse_spec(text, self.run_dir / CONFIG_FILE, base_dir=Path(self.config_path).parent)
         except SpecError:
             pass  # it was valid when applied; a predictor folder removed since then only costs the placeholders
-
-    def _take_result(self, name: str, status: str, result: dict[str, Any]) -> None:
-        z = result.pop("z", None)
-        if z is not None:
-            self._z[name] = [float(v) for v in z]
-        result.setdefault("name", name)
-        result["status"] = status
-        self._rows[name] = result
-        self._live.pop(name, None)
-        self._started_rows.pop(name, None)
 
     # --- ending -----------------------------------------------------------
     def finish(self, status: str) -> None:
@@ -318,31 +285,45 @@ class RunStore:
     def rows(self) -> list[dict[str, Any]]:
         """Rows of results.json in queue order; unfinished ones as pending/running placeholders."""
         with self._lock:
-            names = list(self._order) + [n for n in self._rows if n not in self._order]
-            rows = [self._row(name) for name in names]
+            rows = [self._row(x) for x in self.progress.experiments.values()]
             best = set(best_by_story(rows).values())
             for row in rows:
                 row["best"] = row["name"] in best
             return rows
 
-    def _row(self, name: str) -> dict[str, Any]:
-        row = self._rows.get(name)
-        if row is not None and name not in self._live:
-            out = {f: row.get(f) for f in FIELDS}
-            out.update({k: v for k, v in row.items() if k not in out})
+    def _row(self, x: ExperimentProgress) -> dict[str, Any]:
+        if x.result is not None:
+            out = {f: x.result.get(f) for f in FIELDS}
+            out.update({k: v for k, v in x.result.items() if k not in out})
             return _finite(out)
         out = dict.fromkeys(FIELDS)
-        out.update(name=name, status=self._live.get(name, ev.PENDING))
-        experiment = self._experiment(name)
+        out.update(name=x.name, status=x.status)
+        experiment = self._experiment(x.name)
         if experiment is not None:
             out.update(settings(experiment, self.spec.story_of(experiment)))
-        out.update(self._started_rows.get(name, {}))
+        if x.status == ev.RUNNING:
+            out.update(init_sim=x.init_sim, oracle_sim=x.oracle_sim)
         return _finite(out)
 
     def _experiment(self, name: str) -> Any:
         if self.spec is None:
             return None
         return next((e for e in self.spec.experiments if e.name == name), None)
+
+    @property
+    def backend(self) -> dict[str, Any] | None:
+        ready = self.progress.backend
+        if ready is None:
+            return self._backend
+        return {
+            "backend": ready.backend,
+            "device": ready.device,
+            "dim": ready.dim,
+            "reference_norm": ready.reference_norm,
+            "load_seconds": ready.seconds,
+            "predictor": ready.predictor,
+            "predictor_revision": ready.predictor_revision,
+        }
 
     def results(self) -> dict[str, Any]:
         """The results.json object."""
@@ -366,8 +347,9 @@ class RunStore:
         run = report.Run(str(self.run_dir), data)
         write_atomic(self.run_dir / MARKDOWN_FILE, report.format_markdown([run]))
         write_atomic(self.run_dir / CSV_FILE, report.format_csv([run]))
-        if embeddings and self._z:
-            _write_embeddings(self.run_dir / EMBEDDINGS_FILE, self._z)
+        zs = {name: x.z for name, x in self.progress.experiments.items() if x.z is not None}
+        if embeddings and zs:
+            _write_embeddings(self.run_dir / EMBEDDINGS_FILE, zs)
 
 
 def _write_embeddings(path: Path, zs: Mapping[str, list[float]]) -> None:

@@ -8,8 +8,9 @@ backward pass while each row's gradient stays exactly what it would be alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
@@ -82,7 +83,7 @@ class Weights:
     ce_rows: Tensor  # indices of the rows that weight decoder_ce
 
     @classmethod
-    def of(cls, objectives: Sequence[Objective], device: torch.device) -> "Weights":
+    def of(cls, objectives: Sequence[Objective], device: torch.device) -> Weights:
         rows = [[float(dict(o.weights).get(name, 0.0)) for name in TERMS] for o in objectives]
         used = tuple(any(row[k] != 0.0 for row in rows) for k in range(len(TERMS)))
         ce = TERMS.index("decoder_ce")

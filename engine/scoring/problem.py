@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from engine.models.fast_llama import lean_forward
-from engine.scoring.objectives import TargetTokens
 from engine.models.predictor import BEGIN_TEXT
-from engine.spec import Objective, Story
+from engine.scoring.objectives import TargetTokens
+
+if TYPE_CHECKING:
+    from engine.spec import Objective, Story
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -73,7 +77,7 @@ def predict(model: Callable[[Tensor], Tensor], problem: Problem, z: Tensor) -> T
     return model(seq)[:, problem.positions].float()
 
 
-_fast: "weakref.WeakKeyDictionary[Any, Callable[[Tensor], Tensor]]" = weakref.WeakKeyDictionary()
+_fast: weakref.WeakKeyDictionary[Any, Callable[[Tensor], Tensor]] = weakref.WeakKeyDictionary()
 
 
 def fast_forward(predictor: Any) -> Callable[[Tensor], Tensor]:

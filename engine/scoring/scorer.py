@@ -8,8 +8,9 @@ experiment's objective (:meth:`Scorer.loss`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,7 +75,9 @@ class Scorer:
         t = preds.shape[1]
         texts = self.decode(preds.reshape(-1, preds.shape[2]), beam_size)
         wanted = self.problem.target_texts
-        return [[p.strip() == s.strip() for p, s in zip(texts[n * t : (n + 1) * t], wanted)] for n in range(len(vectors))]
+        return [
+            [p.strip() == s.strip() for p, s in zip(texts[n * t : (n + 1) * t], wanted)] for n in range(len(vectors))
+        ]
 
 
 def decode_unique(space: Any, vectors: Tensor, beam_size: int) -> list[str]:

@@ -21,9 +21,10 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from engine.banks.source import BANK_CORPUS, bank_source_problem, resolve_bank_path
 from engine.methods import METHODS, methods_with, option_field, option_keys
@@ -60,23 +61,68 @@ BACKEND_KEYS = ("kind", "encoder", "decoder", "tokenizer", "predictor", "device"
 STORY_KEYS = ("sentences", "optimize", "targets", "context")
 # Per-experiment settings; all of them may also be given in [defaults].
 DEFAULTABLE_KEYS = (
-    "story", "init", "lr", "steps", "optimizer", "objective", "norm", "decode_every", "beam_size", "seed",
-    "method", "bank", *option_keys(),
-)  # fmt: skip
+    "story",
+    "init",
+    "lr",
+    "steps",
+    "optimizer",
+    "objective",
+    "norm",
+    "decode_every",
+    "beam_size",
+    "seed",
+    "method",
+    "bank",
+    *option_keys(),
+)
 EXPERIMENT_KEYS = ("name", *DEFAULTABLE_KEYS)
 
 # Names people reach for from other tools; used only to suggest the real key.
 _ALIASES = {
-    "learning_rate": "lr", "step_size": "lr", "num_steps": "steps", "n_steps": "steps", "iterations": "steps",
-    "iters": "steps", "max_steps": "steps", "optim": "optimizer", "loss": "objective", "init_text": "init",
-    "initial": "init", "beam": "beam_size", "num_beams": "beam_size", "random_seed": "seed", "radius": "norm",
-    "projection": "norm", "decode_interval": "decode_every", "target": "targets", "target_index": "targets",
-    "optimize_index": "optimize", "sentence": "sentences", "text": "sentences", "prefix": "context",
-    "predictor_path": "predictor", "model": "predictor", "experiment": "experiments", "story": "stories",
-    "default": "defaults", "precision": "dtype", "backend_kind": "kind", "type": "kind",
-    "algorithm": "method", "search": "method", "sentences_file": "bank", "corpus": "bank", "k": "top_k",
-    "snap": "snap_every", "num_workers": "workers", "num_gpus": "gpus_per_worker", "retries": "max_attempts", "batch_size": "search_width", "width": "search_width", "project_nearest": "nearest",
-}  # fmt: skip
+    "learning_rate": "lr",
+    "step_size": "lr",
+    "num_steps": "steps",
+    "n_steps": "steps",
+    "iterations": "steps",
+    "iters": "steps",
+    "max_steps": "steps",
+    "optim": "optimizer",
+    "loss": "objective",
+    "init_text": "init",
+    "initial": "init",
+    "beam": "beam_size",
+    "num_beams": "beam_size",
+    "random_seed": "seed",
+    "radius": "norm",
+    "projection": "norm",
+    "decode_interval": "decode_every",
+    "target": "targets",
+    "target_index": "targets",
+    "optimize_index": "optimize",
+    "sentence": "sentences",
+    "text": "sentences",
+    "prefix": "context",
+    "predictor_path": "predictor",
+    "model": "predictor",
+    "experiment": "experiments",
+    "story": "stories",
+    "default": "defaults",
+    "precision": "dtype",
+    "backend_kind": "kind",
+    "type": "kind",
+    "algorithm": "method",
+    "search": "method",
+    "sentences_file": "bank",
+    "corpus": "bank",
+    "k": "top_k",
+    "snap": "snap_every",
+    "num_workers": "workers",
+    "num_gpus": "gpus_per_worker",
+    "retries": "max_attempts",
+    "batch_size": "search_width",
+    "width": "search_width",
+    "project_nearest": "nearest",
+}
 
 
 class SpecError(Exception):
@@ -225,11 +271,11 @@ class _At:
     label: str
     parts: tuple[str | int, ...] = ()
 
-    def key(self, name: str) -> "_At":
+    def key(self, name: str) -> _At:
         shown = _key_label(name)
         return _At(f"{self.label}.{shown}" if self.label else shown, self.parts + (name,))
 
-    def item(self, index: int) -> "_At":
+    def item(self, index: int) -> _At:
         return _At(f"{self.label}[{index}]", self.parts)  # list items share their key's line
 
 
@@ -415,12 +461,16 @@ class _Parser:
         self.known_keys(raw, at, EXECUTOR_KEYS)
         address = raw.get("address", "")
         if not isinstance(address, str):
-            raise self.fail(at.key("address"), f'must be a string ("", "auto" or "host:port"), got {_describe(address)}')
+            raise self.fail(
+                at.key("address"), f'must be a string ("", "auto" or "host:port"), got {_describe(address)}'
+            )
         return Executor(
             kind=self.choice(raw.get("kind", "inline"), at.key("kind"), EXECUTORS),
             address=address.strip(),
             workers=self.integer(raw.get("workers", 0), at.key("workers"), minimum=0),
-            gpus_per_worker=self.number(raw.get("gpus_per_worker", 1.0), at.key("gpus_per_worker"), minimum=0, strict=True),
+            gpus_per_worker=self.number(
+                raw.get("gpus_per_worker", 1.0), at.key("gpus_per_worker"), minimum=0, strict=True
+            ),
             max_attempts=self.integer(raw.get("max_attempts", 3), at.key("max_attempts"), minimum=1),
         )
 
@@ -575,9 +625,10 @@ class _Parser:
             return Objective(((self.choice(value, at, SOLO_OBJECTIVES), 1.0),))
         if not isinstance(value, dict):
             raise self.fail(
-                at, f"must be one of {_choices(SOLO_OBJECTIVES)} or a table of weights such as "
+                at,
+                f"must be one of {_choices(SOLO_OBJECTIVES)} or a table of weights such as "
                 f"{{cosine = 1.0, decoder_ce = 0.1}}; got {_describe(value)}",
-            )  # fmt: skip
+            )
         self.known_keys(value, at, OBJECTIVES)
         weights = {name: self.number(w, at.key(name), minimum=0, strict=False) for name, w in value.items()}
         if not any(w > 0 for name, w in weights.items() if name != "cycle"):

@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,24 @@ HEAVY = ("torch", "fairseq2", "sonar")
 COMPARED = ("init_sim", "final_sim", "best_sim", "improvement", "oracle_sim", "roundtrip_sim")
 REFERENCE_COLUMNS = ("Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement")
 RESULT_FIELDS = (
-    "name", "init_text", "lr", "steps", "objective", "status", "init_sim", "final_sim", "best_sim", "improvement",
-    "oracle_sim", "roundtrip_sim", "decoded_z", "decoded_predictions", "exact_match", "seconds", "error",
-)  # fmt: skip
+    "name",
+    "init_text",
+    "lr",
+    "steps",
+    "objective",
+    "status",
+    "init_sim",
+    "final_sim",
+    "best_sim",
+    "improvement",
+    "oracle_sim",
+    "roundtrip_sim",
+    "decoded_z",
+    "decoded_predictions",
+    "exact_match",
+    "seconds",
+    "error",
+)
 
 
 BACKEND = """[backend]
@@ -193,10 +209,19 @@ def test_steps_past_the_maximum_fail_the_check_naming_the_key(tmp_path: Path) ->
 BAD = {
     "missing file": (None, r"^nope\.toml: no such file$"),
     "toml syntax": ("[defaults]\nlr = = 0.1\n", r"^queue\.toml:\d+: .+"),
-    "unknown key": ('[defaults]\nlrr = 0.1\n[[experiments]]\nname = "x"\ninit = "Hi."\n', r"^queue\.toml:\d+: .*lrr.*'lr'"),
-    "lr not > 0": ('[[experiments]]\nname = "x"\ninit = "Hi."\nstory = "lily"\nlr = 0\n', r"^queue\.toml:\d+: experiments\[0\] \(x\)\.lr: "),
-    "unknown story": ('[[experiments]]\nname = "x"\ninit = "Hi."\nstory = "lilly"\n', r"unknown story 'lilly' \(did you mean 'lily'\?\)"),
-}  # fmt: skip
+    "unknown key": (
+        '[defaults]\nlrr = 0.1\n[[experiments]]\nname = "x"\ninit = "Hi."\n',
+        r"^queue\.toml:\d+: .*lrr.*'lr'",
+    ),
+    "lr not > 0": (
+        '[[experiments]]\nname = "x"\ninit = "Hi."\nstory = "lily"\nlr = 0\n',
+        r"^queue\.toml:\d+: experiments\[0\] \(x\)\.lr: ",
+    ),
+    "unknown story": (
+        '[[experiments]]\nname = "x"\ninit = "Hi."\nstory = "lilly"\n',
+        r"unknown story 'lilly' \(did you mean 'lily'\?\)",
+    ),
+}
 
 
 @pytest.mark.parametrize("mode", ["--check", "--no-ui", "dashboard"])
@@ -261,8 +286,14 @@ def test_headless_run_writes_the_run_directory(reference: tuple[subprocess.Compl
     md = (run_dir / "results.md").read_text().splitlines()
     # the reference report's columns, then Story: the one setting that differs between these rows
     assert [c.strip() for c in md[0].strip("|").split("|")] == [
-        *REFERENCE_COLUMNS, "Oracle", "Round-trip", "Text Sim", "Story", "Text", "Decoded z",
-    ]  # fmt: skip
+        *REFERENCE_COLUMNS,
+        "Oracle",
+        "Round-trip",
+        "Text Sim",
+        "Story",
+        "Text",
+        "Decoded z",
+    ]
     assert any(line.startswith(f"| **{best}** |") for line in md)
     assert any(line.startswith(f"**Best** for story lily: `{best}`") for line in md)
     rows = list(csv.DictReader(io.StringIO((run_dir / "results.csv").read_text())))
@@ -394,7 +425,10 @@ def test_bad_thread_setting_is_a_usage_error(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 2 and proc.stderr == "embopt-tui: error: EMBOPT_THREADS='many': expected a positive integer\n"
+    assert (
+        proc.returncode == 2
+        and proc.stderr == "embopt-tui: error: EMBOPT_THREADS='many': expected a positive integer\n"
+    )
 
 
 def spawn_on_terminal(args: list[str], cwd: Path, *, size: tuple[int, int] = (40, 160)) -> Any:
@@ -451,8 +485,12 @@ def test_dashboard_without_a_terminal_is_a_usage_error(missing: str, tmp_path: P
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "embopt_tui", "--runs-dir", "runs", config.name],
-            cwd=tmp_path, env=env(), text=True, timeout=120, **streams,
-        )  # fmt: skip
+            cwd=tmp_path,
+            env=env(),
+            text=True,
+            timeout=120,
+            **streams,
+        )
         on_terminal = os.read(master, 65536).decode() if select.select([master], [], [], 0)[0] else ""
     finally:
         os.close(master)
@@ -487,7 +525,9 @@ def test_dashboard_whose_terminal_closes_without_a_sighup_stops_and_saves(tmp_pa
     os.close(slave)
     try:
         deadline = time.monotonic() + 240
-        while not any(e["type"] == "step" for f in (tmp_path / "runs").glob("*/events.jsonl") for e in events(f.parent)):
+        while not any(
+            e["type"] == "step" for f in (tmp_path / "runs").glob("*/events.jsonl") for e in events(f.parent)
+        ):
             assert time.monotonic() < deadline and proc.poll() is None, "the dashboard never started optimising"
             if select.select([master], [], [], 0.1)[0]:  # a terminal reads what the app draws
                 os.read(master, 65536)
@@ -595,8 +635,8 @@ def test_skipped_experiments_are_their_own_status_headless_and_exit_0(tmp_path: 
     """A run where the dashboard skipped one, resumed headless: `skipped` is neither done nor failed."""
     from engine import events as ev
     from engine.results import result_row
-    from engine.spec import load_spec
     from engine.rundir.store import RunStore
+    from engine.spec import load_spec
 
     body = '[defaults]\nsteps = 5\ninit = "Hi."\n\n[[experiments]]\nname = "a"\nstory = "lily"\n\n'
     body += '[[experiments]]\nname = "b"\nstory = "tom"\n\n[[experiments]]\nname = "c"\nstory = "lily"\nlr = 0.5\n'
@@ -621,7 +661,9 @@ def test_skipped_experiments_are_their_own_status_headless_and_exit_0(tmp_path: 
     assert [rows[n]["status"] for n in "abc"] == ["done", "done", "skipped"] and rows["c"]["best"] is False
 
 
-def test_report_on_an_80_column_terminal_fits_the_table(reference: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+def test_report_on_an_80_column_terminal_fits_the_table(
+    reference: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
     import pexpect
 
     _, run_dir = reference

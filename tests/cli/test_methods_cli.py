@@ -50,7 +50,7 @@ def test_method_config_errors_exit_2_in_one_line(tmp_path: Path) -> None:
     for args in (["--check", "q.toml"], ["--no-ui", "q.toml"]):
         proc = cli(*args, cwd=tmp_path)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
-        line, = proc.stderr.strip().splitlines()
+        (line,) = proc.stderr.strip().splitlines()
         assert line.startswith("q.toml:") and ".bank: bank file" in line and "missing.txt does not exist" in line
     assert not (tmp_path / "runs").exists()  # nothing created
     unknown = QUEUE.replace('method = "bank_search"', 'method = "bank_serch"')

@@ -72,8 +72,12 @@ def start_until_both_workers_run(tmp_path: Path, tiny_dir: Path) -> tuple[subpro
     """A headless ray run of long experiments, read until both workers run a batch (the cluster is fully up)."""
     proc = subprocess.Popen(
         command("--runs-dir", str(tmp_path / "runs"), str(config(tmp_path, tiny_dir, steps=3000))),
-        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline and sum(" runs " in seen for seen in lines) < 2:
@@ -115,8 +119,14 @@ def test_sigterm_exits_130_leaves_no_ray_process_and_the_run_resumes(tmp_path, t
     # --resume, inline this time, with fewer steps in the copy of the config: every experiment ends done.
     copied = run / "config.toml"
     copied.write_text(copied.read_text(encoding="utf-8").replace("3000", "4"), encoding="utf-8")
-    again = subprocess.run(command("--resume", str(run), "--executor", "inline"), cwd=tmp_path, env=env(),
-                           capture_output=True, text=True, timeout=WAIT_S)  # fmt: skip
+    again = subprocess.run(
+        command("--resume", str(run), "--executor", "inline"),
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert [r["status"] for r in results(run)["experiments"]] == ["done", "done"]
 
@@ -154,8 +164,12 @@ def test_a_ray_driver_loads_no_torch_and_its_cluster_runs_no_idle_daemons(tmp_pa
     API server (an HTTP server nobody asks), autoscaler monitor or log monitor: ray.init waited ~1 s for the first."""
     out = subprocess.run(
         [sys.executable, "-c", LEAN_DRIVER, str(config(tmp_path, tiny_dir, steps=3)), str(tmp_path / "runs")],
-        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=WAIT_S,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["status"] == "done" and seen["torch"] is False
@@ -187,8 +201,12 @@ def test_the_dashboard_starts_its_own_private_cluster(tmp_path, tiny_dir):
     runs = tmp_path / "runs"
     out = subprocess.run(
         [sys.executable, "-c", DASHBOARD_RUN, str(config(tmp_path, tiny_dir, steps=3)), str(runs)],
-        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=WAIT_S,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["code"] == 0, out.stdout
     assert [r["status"] for r in results(run_dir_of(runs))["experiments"]] == ["done", "done"]
@@ -202,8 +220,12 @@ def test_an_unreachable_address_is_one_line_exit_1_and_nothing_is_lost(tmp_path,
     path = config(tmp_path, tiny_dir, steps=3)
     out = subprocess.run(
         command("--runs-dir", str(runs), "--address", f"127.0.0.1:{port}", str(path)),
-        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=WAIT_S,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
     problem = [line for line in out.stdout.splitlines() if "cannot reach the Ray cluster" in line]

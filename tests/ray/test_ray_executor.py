@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine.run.steering import Steering
 from engine.mini.corpus import LILY_STORY
 from engine.run.backend import load_models
 from engine.run.runner import run_queue
+from engine.run.steering import Steering
 from engine.spec import Executor, Experiment, Spec, Story
 
 psutil = pytest.importorskip("psutil")  # a dependency of ray
@@ -95,8 +95,7 @@ def close(a: dict, b: dict) -> None:
 
 @pytest.fixture(scope="module")
 def inline_rows(tiny_backend):
-    result = run_queue(spec_of(tiny_backend, executor=Executor()), lambda e: None,
-                       models=load_models(tiny_backend))  # fmt: skip
+    result = run_queue(spec_of(tiny_backend, executor=Executor()), lambda e: None, models=load_models(tiny_backend))
     return {row["name"]: row for row in result.experiments}
 
 
@@ -155,8 +154,11 @@ def test_a_killed_worker_reruns_its_batch_and_the_run_completes(cluster, tiny_ba
     assert [e.batch for e in retried] == [("a", "c")] and retried[0].worker != kill.killed
     assert "ActorDiedError" in died[0].error
     # Run again from the start: the same numbers as a batch that was never interrupted.
-    again = run_queue(spec_of(tiny_backend, long[:1] + long[2:], executor=Executor()), lambda e: None,
-                      models=load_models(tiny_backend))  # fmt: skip
+    again = run_queue(
+        spec_of(tiny_backend, long[:1] + long[2:], executor=Executor()),
+        lambda e: None,
+        models=load_models(tiny_backend),
+    )
     for row, reference in zip([r for r in result.experiments if r["name"] != "b"], again.experiments):
         close(row, reference)
 
@@ -179,13 +181,17 @@ def test_max_attempts_1_fails_the_dead_workers_batch_and_the_rest_finish(cluster
 
 
 def test_one_story_is_shared_out_among_idle_workers_with_the_inline_numbers(cluster, tiny_backend, tmp_path):
-    queue = (QUEUE[0], QUEUE[2], dataclasses.replace(QUEUE[0], name="d", lr=0.03), dataclasses.replace(QUEUE[2], name="e"))
+    queue = (
+        QUEUE[0],
+        QUEUE[2],
+        dataclasses.replace(QUEUE[0], name="d", lr=0.03),
+        dataclasses.replace(QUEUE[2], name="e"),
+    )
     control = Steering()
     rec = Recorder(resume_when_both_are_up(control))
     result = run_queue(spec_of(tiny_backend, queue), rec, control, log_dir=tmp_path)
     assert sorted(e.batch for e in rec.of(ev.BatchAssigned)) == [("a", "c"), ("d", "e")]
-    inline = run_queue(spec_of(tiny_backend, queue, Executor()), lambda e: None,
-                       models=load_models(tiny_backend))  # fmt: skip
+    inline = run_queue(spec_of(tiny_backend, queue, Executor()), lambda e: None, models=load_models(tiny_backend))
     for row, reference in zip(result.experiments, inline.experiments):  # inline ran them as one batch of four
         close(row, reference)
 
@@ -208,9 +214,12 @@ def config_text(backend, experiments: list[dict]) -> str:
         'device = "cpu"',
         '[executor]\nkind = "ray"\nworkers = 2',
         "[defaults]\nsteps = 6\ndecode_every = 3",
-        *(f"[stories.{n}]\nsentences = {json.dumps(list(s.sentences))}\noptimize = {s.optimize}\n"
-          f"targets = {list(s.targets)}" for n, s in STORIES.items()),
-    ]  # fmt: skip
+        *(
+            f"[stories.{n}]\nsentences = {json.dumps(list(s.sentences))}\noptimize = {s.optimize}\n"
+            f"targets = {list(s.targets)}"
+            for n, s in STORIES.items()
+        ),
+    ]
     for experiment in experiments:
         lines.append("[[experiments]]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in experiment.items()))
     return "\n".join(lines) + "\n"
@@ -220,10 +229,15 @@ async def test_the_dashboard_shows_the_two_workers_and_what_they_run(cluster, ti
     from embopt_tui.dashboard.app import make_app
 
     config = tmp_path / "experiments.toml"
-    config.write_text(config_text(tiny_backend, [
-        {"name": "a", "init": "I like cheese.", "story": "lily", "steps": 150},
-        {"name": "b", "init": "There was a boy named Tom.", "story": "later", "steps": 150},
-    ]))  # fmt: skip
+    config.write_text(
+        config_text(
+            tiny_backend,
+            [
+                {"name": "a", "init": "I like cheese.", "story": "lily", "steps": 150},
+                {"name": "b", "init": "There was a boy named Tom.", "story": "later", "steps": 150},
+            ],
+        )
+    )
     app = make_app(config, runs_dir=tmp_path / "runs", stable=True)
     seen: list[str] = []
 
@@ -243,4 +257,4 @@ async def test_the_dashboard_shows_the_two_workers_and_what_they_run(cluster, ti
         assert seen, "never saw two workers, each running its batch"
         assert "w1 cpu: " in seen[0] and "w2 cpu: " in seen[0]
         assert {"a", "b"} <= set(seen[0].replace(",", " ").replace(":", " ").split())
-        assert app.state.cluster.size == 2
+        assert app.state.workers.size == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tui_helpers import SMALL_QUEUE, queue_toml
 
 

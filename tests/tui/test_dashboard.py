@@ -8,17 +8,26 @@ import threading
 from pathlib import Path
 
 import pytest
+from tui_helpers import (
+    LILY,
+    SMALL_QUEUE,
+    build,
+    notices,
+    pause_at_step,
+    queue_toml,
+    results_json,
+    stop_engine,
+    table_rows,
+    two_batch_queue,
+    wait_until,
+)
 
-from engine import events as ev
-from engine.rundir import report
-from engine.spec import SpecError, load_spec
 from embopt_tui.dashboard.app import make_app
 from embopt_tui.dashboard.widgets.results import ResultsTable
 from embopt_tui.dashboard.widgets.screens import ConfirmQuit, HelpScreen
-from tui_helpers import (
-    LILY, SMALL_QUEUE, build, notices, pause_at_step, queue_toml, results_json, stop_engine, table_rows,
-    two_batch_queue, wait_until,
-)  # fmt: skip
+from engine import events as ev
+from engine.rundir import report
+from engine.spec import SpecError, load_spec
 
 NAMES = [e["name"] for e in SMALL_QUEUE]
 
@@ -226,8 +235,14 @@ async def test_help_screen_and_command_palette_list_the_keys(small_queue, tmp_pa
             await pilot.pause()
             assert not isinstance(app.screen, HelpScreen)
             titles = [c.title for c in app.get_system_commands(app.screen)]
-            for title in ("Pause / resume", "Skip experiment", "Reload experiments.toml", "Export results",
-                          "Show run directory", "Quit"):  # fmt: skip
+            for title in (
+                "Pause / resume",
+                "Skip experiment",
+                "Reload experiments.toml",
+                "Export results",
+                "Show run directory",
+                "Quit",
+            ):
                 assert title in titles
             footer_keys = {b.key for b in app.BINDINGS if getattr(b, "show", True)}
             assert {"p", "s", "r", "e", "d", "q", "question_mark"} <= footer_keys

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tui_helpers import build, mini_installed, queue_toml, results_json, wait_until
 
 pytestmark = pytest.mark.skipif(not mini_installed(), reason="the methods need the embedded default's corpus bank")

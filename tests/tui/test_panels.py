@@ -7,20 +7,28 @@ import json
 import threading
 
 from textual.app import App, ComposeResult
+from tui_helpers import (
+    SMALL_QUEUE,
+    build,
+    pause_at_step,
+    queue_toml,
+    results_json,
+    stop_engine,
+    table_rows,
+    two_batch_queue,
+    two_stories,
+    wait_until,
+)
 
-from engine import events as ev
-from engine.rundir import report
-from engine.spec import load_spec
 from embopt_tui.dashboard import keys
 from embopt_tui.dashboard.app import EmboptApp
 from embopt_tui.dashboard.state import RunState
-from embopt_tui.format import num
 from embopt_tui.dashboard.widgets.queue import QueuePanel
 from embopt_tui.dashboard.widgets.screens import HelpScreen
-from tui_helpers import (
-    SMALL_QUEUE, build, pause_at_step, queue_toml, results_json, stop_engine, table_rows, two_batch_queue,
-    two_stories, wait_until,
-)  # fmt: skip
+from embopt_tui.format import num
+from engine import events as ev
+from engine.rundir import report
+from engine.spec import load_spec
 
 
 class QueueOnly(App[None]):
@@ -164,13 +172,23 @@ class WorkersOnly(App[None]):
 
 
 async def test_the_workers_line_keeps_every_worker_on_screen_follows_the_width_and_shows_idle_ones():
-    from embopt_tui.cluster import Cluster
+    from engine.rundir.fold import Workers
 
-    cluster = Cluster()
+    cluster = Workers()
     for worker, story in (("w1", "s0"), ("w2", "s1")):
-        cluster.apply(ev.WorkerStarted(worker, "host", 1, (), "cpu", len(cluster.workers) + 1))
-        names = tuple(f"{story}_{n}" for n in ("baseline", "lower_lr", "higher_lr", "longer", "lower_lr_longer",
-                                               "story_init", "story_init_lower_lr"))  # fmt: skip
+        cluster.apply(ev.WorkerStarted(worker, "host", 1, (), "cpu", len(cluster.gpus) + 1))
+        names = tuple(
+            f"{story}_{n}"
+            for n in (
+                "baseline",
+                "lower_lr",
+                "higher_lr",
+                "longer",
+                "lower_lr_longer",
+                "story_init",
+                "story_init_lower_lr",
+            )
+        )
         cluster.apply(ev.BatchAssigned(worker, names, (), 1))
     app = WorkersOnly(cluster)
     async with app.run_test(size=(80, 3)) as pilot:

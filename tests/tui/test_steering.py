@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-from engine import events as ev
-from embopt_tui.dashboard.app import EmboptApp
-from embopt_tui.format import duration
-from embopt_tui.dashboard.widgets.screens import ConfirmQuit
 from tui_helpers import build, notices, pause_at_step, results_json, table_rows, two_batch_queue, wait_until
+
+from embopt_tui.dashboard.app import EmboptApp
+from embopt_tui.dashboard.widgets.screens import ConfirmQuit
+from embopt_tui.format import duration
+from engine import events as ev
 
 
 def pause_at_steps(app: EmboptApp, name: str, steps: tuple[int, ...]) -> list[threading.Event]:

@@ -10,15 +10,30 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from tui_helpers import REPO, SMALL_QUEUE, WAIT_S, queue_toml, results_json
 
 from engine.rundir import report
-from tui_helpers import REPO, SMALL_QUEUE, WAIT_S, queue_toml, results_json
 
 RUN_FILES = ("config.toml", "events.jsonl", "results.json", "results.md", "results.csv", "embeddings.safetensors")
 DESIGN_FIELDS = (
-    "name", "init_text", "lr", "steps", "objective", "status", "init_sim", "final_sim", "best_sim", "improvement",
-    "oracle_sim", "roundtrip_sim", "decoded_z", "decoded_predictions", "exact_match", "seconds", "error",
-)  # fmt: skip
+    "name",
+    "init_text",
+    "lr",
+    "steps",
+    "objective",
+    "status",
+    "init_sim",
+    "final_sim",
+    "best_sim",
+    "improvement",
+    "oracle_sim",
+    "roundtrip_sim",
+    "decoded_z",
+    "decoded_predictions",
+    "exact_match",
+    "seconds",
+    "error",
+)
 
 
 def embopt_tui() -> str:
@@ -76,6 +91,9 @@ def test_a_signal_in_a_pty_saves_the_running_experiment_as_interrupted(tmp_path,
 
 def test_the_dashboard_module_leaves_torch_unimported():
     """What puts the first frame up before the models load: torch comes in with the engine thread."""
-    code = "import sys, embopt_tui.dashboard.app; print(sorted(m for m in ('torch', 'fairseq2', 'sonar') if m in sys.modules))"
+    code = (
+        "import sys, embopt_tui.dashboard.app;"
+        " print(sorted(m for m in ('torch', 'fairseq2', 'sonar') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -13,8 +13,9 @@ import json
 import os
 import threading
 import tomllib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from engine import events as ev
 
@@ -122,9 +123,8 @@ def notices(app: Any) -> str:
 
 def two_stories(queue: list[dict[str, object]]) -> str:
     """A queue whose experiments on story "other" run as a second batch."""
-    other = f'[stories.other]\nsentences = {json.dumps(LILY)}\noptimize = 0\ntargets = [2]\n\n[[experiments]]'
+    other = f"[stories.other]\nsentences = {json.dumps(LILY)}\noptimize = 0\ntargets = [2]\n\n[[experiments]]"
     return queue_toml(queue).replace("[[experiments]]", other, 1)
-
 
 
 def two_batch_queue(tmp_path: Path, **first: Any) -> Path:

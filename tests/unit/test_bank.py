@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from engine.banks import bank as bank_module
-from engine.banks import cache as bank_cache, source as bank_source
+from engine.banks import cache as bank_cache
+from engine.banks import source as bank_source
 from engine.banks.bank import encoder_fingerprint, load_bank
 from engine.banks.source import BANK_CORPUS, BankError, bank_source_problem, iter_bank_sentences, resolve_bank_path
 from engine.mini import corpus as mini_corpus
@@ -88,8 +89,11 @@ def test_a_file_bank_is_stripped_lines_without_blanks_or_repeats(tmp_path):
     text = "\ufeff  I like cheese. \n\n\tThere was a boy named Tom.\r\n I like cheese.\n \n\u00a0\nA\u2028B\nlast"
     path.write_bytes(text.encode())
     assert list(iter_bank_sentences("b.txt", tmp_path)) == [
-        "I like cheese.", "There was a boy named Tom.", "A\u2028B", "last",
-    ]  # fmt: skip
+        "I like cheese.",
+        "There was a boy named Tom.",
+        "A\u2028B",
+        "last",
+    ]
 
 
 def test_the_corpus_bank_is_what_the_embedded_default_was_trained_on():

@@ -41,7 +41,10 @@ def test_inline_is_the_default_and_ray_takes_its_settings() -> None:
         ("gpus_per_worker = -0.5", "x.toml:9: executor.gpus_per_worker: must be > 0, got -0.5"),
         ("max_attempts = 0", "x.toml:9: executor.max_attempts: must be >= 1, got 0"),
         ('kind = "slurm"', 'x.toml:9: executor.kind: must be one of "inline", "ray"; got string "slurm"'),
-        ("address = 6379", 'x.toml:9: executor.address: must be a string ("", "auto" or "host:port"), got integer 6379'),
+        (
+            "address = 6379",
+            'x.toml:9: executor.address: must be a string ("", "auto" or "host:port"), got integer 6379',
+        ),
         ("num_workers = 2", "x.toml:9: executor: unknown key 'num_workers' (did you mean 'workers'?)"),
     ],
 )
@@ -59,7 +62,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_check_exits_2_on_a_bad_executor_key(tmp_path: Path) -> None:
-    (tmp_path / "x.toml").write_text(BASE + "\n[executor]\nkind = \"ray\"\nworkers = -2\n")
+    (tmp_path / "x.toml").write_text(BASE + '\n[executor]\nkind = "ray"\nworkers = -2\n')
     out = cli("--check", "x.toml", cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["x.toml:10: executor.workers: must be >= 0, got -2"]

@@ -15,8 +15,12 @@ def test_gpu_check_tiny_prints_every_case_with_its_ratio() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "EMBOPT_THREADS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--tiny", "--steps", "2"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "7 experiments of experiments.toml, 2 steps each" in proc.stdout
     number = r"\d+\.\d"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from engine import events as ev
 from embopt_tui.headless import PlainView, RichView
+from engine import events as ev
 
 
 def started(name: str, steps: int) -> ev.ExperimentStarted:

@@ -140,5 +140,16 @@ def test_the_run_fails_its_backend_once_and_records_the_hub_snapshot(hf_home, ti
     ready = next(e for e in seen if isinstance(e, BackendReady))
     assert (ready.predictor, ready.predictor_revision) == (str(snapshot), MAIN)
     assert event_from_json(json.loads(json.dumps(ready.to_json()))) == ready
-    assert event_from_json({"type": "backend_ready", "backend": "mini", "device": "cpu", "dim": 8,
-                            "reference_norm": 1.0, "seconds": 0.1}).predictor is None  # fmt: skip
+    assert (
+        event_from_json(
+            {
+                "type": "backend_ready",
+                "backend": "mini",
+                "device": "cpu",
+                "dim": 8,
+                "reference_norm": 1.0,
+                "seconds": 0.1,
+            }
+        ).predictor
+        is None
+    )

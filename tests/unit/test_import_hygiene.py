@@ -16,10 +16,19 @@ FACES = ("textual", "rich", "embopt_tui")
 HEAVY = ("torch", "fairseq2", "sonar", "ray")
 # What `embopt-tui --check` / `report` / starting a run load before the engine thread starts.
 LIGHT = (
-    "embopt_tui.cli", "engine.spec", "engine.events", "engine.results", "engine.methods", "engine.banks.source",
-    "engine.run.steering", "engine.run.queue", "engine.run.threads", "engine.run.session",
-    "engine.rundir.report", "engine.rundir.store",
-)  # fmt: skip
+    "embopt_tui.cli",
+    "engine.spec",
+    "engine.events",
+    "engine.results",
+    "engine.methods",
+    "engine.banks.source",
+    "engine.run.steering",
+    "engine.run.queue",
+    "engine.run.threads",
+    "engine.run.session",
+    "engine.rundir.report",
+    "engine.rundir.store",
+)
 
 PROBE = """
 import importlib, sys

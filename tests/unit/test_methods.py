@@ -15,12 +15,12 @@ from engine.methods.bank_swap import BankSwapOptions
 from engine.methods.gradient import GradientOptions
 from engine.methods.token_swap import TokenSwapOptions
 from engine.mini.corpus import LILY_STORY
-from engine.scoring.objectives import cycle_distance
+from engine.run.backend import load_models
 from engine.run.batches import optimize_batch
+from engine.run.runner import run_queue
+from engine.scoring.objectives import cycle_distance
 from engine.scoring.problem import build_problem, fast_forward
 from engine.scoring.scorer import Scorer
-from engine.run.backend import load_models
-from engine.run.runner import run_queue
 from engine.spec import Backend, Experiment, Objective, Spec, Story
 
 LILY = Story("lily", LILY_STORY, optimize=0, targets=(1,))
@@ -48,9 +48,15 @@ def scorer(models):
 def run(models, experiments, bank=None, story=LILY):
     events: list[ev.Event] = []
     results = optimize_batch(
-        experiments, story, models.space, models.predictor, emit=events.append, on_finished=lambda r: None,
-        corpus_norms=models.corpus_norms, bank=bank,
-    )  # fmt: skip
+        experiments,
+        story,
+        models.space,
+        models.predictor,
+        emit=events.append,
+        on_finished=lambda r: None,
+        corpus_norms=models.corpus_norms,
+        bank=bank,
+    )
     for row in results:
         assert row["status"] == "done", row["error"]
     return results, events
@@ -98,9 +104,7 @@ def test_the_cycle_term_pulls_z_toward_the_embedding_of_its_decode(models):
     plain = Experiment("plain", INIT, steps=20)
     cycled = dataclasses.replace(plain, name="cyc", objective=Objective((("cosine", 1.0), ("cycle", 1.0))))
     rows, _ = run(models, [plain, cycled])
-    gaps = [
-        float(cycle_distance(torch.tensor([r["z"]]), models.space.encode([r["decoded_z"]]).float())) for r in rows
-    ]
+    gaps = [float(cycle_distance(torch.tensor([r["z"]]), models.space.encode([r["decoded_z"]]).float())) for r in rows]
     assert gaps[1] < gaps[0]
 
 
@@ -109,7 +113,9 @@ def test_bank_search_returns_the_planted_best_first(models, scorer, tmp_path):
     others = [s for s in load_sentences(models) if direct_sim(scorer, s) < direct_sim(scorer, oracle) - 0.05][:60]
     path = tmp_path / "bank.txt"
     path.write_text("\n".join(others[:30] + [oracle, "", oracle] + others[30:]) + "\n", encoding="utf-8")
-    bank = load_bank(str(path), tmp_path, models.space, encoder="embopt_mini_encoder", dtype="float32", cache_dir=tmp_path)
+    bank = load_bank(
+        str(path), tmp_path, models.space, encoder="embopt_mini_encoder", dtype="float32", cache_dir=tmp_path
+    )
     assert len(bank) == len(others) + 1  # blank line and duplicate dropped
     options = BankSearchOptions(top_k=5)
     (row,), events = run(models, [Experiment("s", INIT, method="bank_search", bank=str(path), options=options)], bank)
@@ -143,9 +149,13 @@ def test_bank_swap_reaches_bank_search_with_a_tenth_of_the_scorings(models, corp
 def test_bank_swap_never_ends_below_its_start(models, tmp_path):
     path = tmp_path / "weak.txt"
     path.write_text("The cat sat.\nA dog ran.\nIt was red.\n", encoding="utf-8")
-    bank = load_bank(str(path), tmp_path, models.space, encoder="embopt_mini_encoder", dtype="float32", cache_dir=tmp_path)
+    bank = load_bank(
+        str(path), tmp_path, models.space, encoder="embopt_mini_encoder", dtype="float32", cache_dir=tmp_path
+    )
     init = LILY_STORY[0]  # the true sentence: no weak bank sentence beats it
-    swap = Experiment("swap", init, method="bank_swap", bank=str(path), steps=5, options=BankSwapOptions(search_width=2))
+    swap = Experiment(
+        "swap", init, method="bank_swap", bank=str(path), steps=5, options=BankSwapOptions(search_width=2)
+    )
     (row,), _ = run(models, [swap], bank)
     assert row["text"] == init and row["text_sim"] == pytest.approx(row["init_sim"], abs=1e-4)
     assert row["scored"] == 3  # the bank ran out: it stopped
@@ -157,7 +167,9 @@ def test_every_method_scores_its_text_honestly(models, corpus, scorer, objective
         dataclasses.replace(gradient("grad"), objective=objective),
         dataclasses.replace(gradient("snap", snap_every=4), objective=objective),
         dataclasses.replace(gradient("near", nearest=True), objective=objective, bank=BANK_CORPUS),
-        Experiment("swap", INIT, method="bank_swap", bank=BANK_CORPUS, steps=3, objective=objective, options=BankSwapOptions()),
+        Experiment(
+            "swap", INIT, method="bank_swap", bank=BANK_CORPUS, steps=3, objective=objective, options=BankSwapOptions()
+        ),
     ]
     rows = []
     for batch in ([queue[0], queue[1]], [queue[2]], [queue[3]]):
@@ -229,15 +241,35 @@ def test_token_swap_from_the_init_reaches_the_oracle_on_lily(models):
 
 
 def test_token_swap_from_the_bank_starts_at_the_banks_best(models, corpus):
-    (search,), _ = run(models, [Experiment("s", INIT, method="bank_search", bank=BANK_CORPUS, options=BankSearchOptions())], corpus)
-    (row,), _ = run(models, [Experiment("t", "bank", method="token_swap", bank=BANK_CORPUS, steps=3, options=TokenSwapOptions(search_width=8))], corpus)
+    (search,), _ = run(
+        models, [Experiment("s", INIT, method="bank_search", bank=BANK_CORPUS, options=BankSearchOptions())], corpus
+    )
+    (row,), _ = run(
+        models,
+        [
+            Experiment(
+                "t", "bank", method="token_swap", bank=BANK_CORPUS, steps=3, options=TokenSwapOptions(search_width=8)
+            )
+        ],
+        corpus,
+    )
     assert row["init_sim"] == pytest.approx(search["text_sim"], abs=1e-5)
     assert row["text_sim"] >= row["init_sim"] - 1e-6 and row["scored"] > len(corpus)
 
 
 def test_stop_on_exact_ends_a_decoder_ce_run_early(models):
-    (row,), _ = run(models, [Experiment("ce", INIT, steps=200, objective=Objective((("decoder_ce", 1.0),)),
-                                        options=GradientOptions(stop_on_exact=True))])  # fmt: skip
+    (row,), _ = run(
+        models,
+        [
+            Experiment(
+                "ce",
+                INIT,
+                steps=200,
+                objective=Objective((("decoder_ce", 1.0),)),
+                options=GradientOptions(stop_on_exact=True),
+            )
+        ],
+    )
     assert row["steps_done"] < 200 and all(row["exact_match"])
 
 

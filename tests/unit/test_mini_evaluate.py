@@ -8,13 +8,26 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-KEYS = ("heldout_exact_match", "reference_exact_match", "noisy_exact_match_cos90", "predictor_heldout_cos",
-        "mean_vector_baseline_cos", "oracle_sim_lily", "reference_norm", "weights_bytes")
+KEYS = (
+    "heldout_exact_match",
+    "reference_exact_match",
+    "noisy_exact_match_cos90",
+    "predictor_heldout_cos",
+    "mean_vector_baseline_cos",
+    "oracle_sim_lily",
+    "reference_norm",
+    "weights_bytes",
+)
 
 
 def test_quick_json_has_all_keys() -> None:
-    proc = subprocess.run([sys.executable, "-m", "engine.mini.evaluate", "--json", "--quick"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.mini.evaluate", "--json", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     for key in KEYS:

@@ -19,8 +19,14 @@ from engine.models.predictor import (
 
 torch.set_num_threads(1)
 
-TINY_LLAMA = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-              "num_key_value_heads": 2, "max_position_embeddings": 16}
+TINY_LLAMA = {
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 16,
+}
 
 
 def _tiny_dir(tmp_path, embed_dim: int = 8):
@@ -77,7 +83,7 @@ def test_broken_directories_raise_predictor_error(tmp_path, breakage: str, messa
     if breakage == "no_config":
         (tmp_path / "config.json").unlink()
     elif breakage == "bad_json":
-        (tmp_path / "config.json").write_text("{\n  \"llama_config\": ,\n}")
+        (tmp_path / "config.json").write_text('{\n  "llama_config": ,\n}')
     elif breakage == "no_weights":
         (tmp_path / "model.safetensors").unlink()
     elif breakage == "wrong_dim":

@@ -21,7 +21,10 @@ def quick_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mini-quick")
     proc = subprocess.run(
         [sys.executable, "-m", "engine.mini.train", "--quick", "--threads", "1", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "autoencoder 12/12" in proc.stdout and "predictor 12/12" in proc.stdout
@@ -32,8 +35,14 @@ def test_writes_cards_tokenizer_checkpoints_and_predictor(quick_run: Path) -> No
     names = {p.name for p in quick_run.iterdir()}
     assert {"embopt_mini.yaml", "tokenizer.model", "encoder.pt", "decoder.pt", "predictor", "training.json"} <= names
     card = (quick_run / "embopt_mini.yaml").read_text()
-    for field in ("name: embopt_mini_encoder", "name: embopt_mini_decoder", "model_family: transformer_encoder",
-                  "model_family: transformer_decoder", "tokenizer_family: nllb", "checkpoint: encoder.pt"):
+    for field in (
+        "name: embopt_mini_encoder",
+        "name: embopt_mini_decoder",
+        "model_family: transformer_encoder",
+        "model_family: transformer_decoder",
+        "tokenizer_family: nllb",
+        "checkpoint: encoder.pt",
+    ):
         assert field in card
 
 
@@ -72,4 +81,5 @@ def test_training_is_deterministic(quick_run: Path, tmp_path: Path) -> None:
         b = torch.load(quick_run / name, weights_only=True)
         assert all(torch.equal(a[k], b[k]) for k in a), name
     assert (tmp_path / "predictor" / "model.safetensors").read_bytes() == (
-        quick_run / "predictor" / "model.safetensors").read_bytes()
+        quick_run / "predictor" / "model.safetensors"
+    ).read_bytes()

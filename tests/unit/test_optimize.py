@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from engine.events import Decoded, ExperimentStarted, Step
-from engine.mini.corpus import LILY_STORY
 from engine.methods.gradient import optimizer_step
-from engine.run.batches import optimize_batch
-from engine.scoring.problem import build_problem, predict
+from engine.mini.corpus import LILY_STORY
 from engine.models.predictor import BEGIN_TEXT
 from engine.run.backend import load_models
+from engine.run.batches import optimize_batch
+from engine.scoring.problem import build_problem, predict
 from engine.spec import Experiment, Objective, Story
 
 LILY = Story("lily", LILY_STORY, optimize=0, targets=(1, 2))
@@ -26,7 +26,12 @@ def run(models, experiments, story=LILY):
     events = []
     finished = []
     results = optimize_batch(
-        experiments, story, models.space, models.predictor, emit=events.append, on_finished=finished.append,
+        experiments,
+        story,
+        models.space,
+        models.predictor,
+        emit=events.append,
+        on_finished=finished.append,
         corpus_norms=models.corpus_norms,
     )
     return results, events, finished
@@ -36,7 +41,9 @@ MIXED = (
     Experiment("adam", "I like cheese.", lr=0.02, steps=6, decode_every=3),
     Experiment("sgd", "There was a boy named Tom.", lr=0.5, steps=4, optimizer="sgd", norm=0.5),
     Experiment("ce", "I like cheese.", lr=0.01, steps=5, objective=Objective((("cosine", 1.0), ("decoder_ce", 0.1)))),
-    Experiment("mse", "There was a boy named Tom.", lr=0.05, steps=3, norm="none", objective=Objective((("mse", 1.0),))),
+    Experiment(
+        "mse", "There was a boy named Tom.", lr=0.05, steps=3, norm="none", objective=Objective((("mse", 1.0),))
+    ),
 )
 
 
@@ -65,7 +72,9 @@ def test_each_row_of_a_batch_ends_where_it_would_alone(models):
         assert row["status"] == alone["status"] == "done", row["error"]
         assert row["steps_done"] == experiment.steps and len(row["trajectory"]) == experiment.steps + 1
         torch.testing.assert_close(torch.tensor(row["z"]), torch.tensor(alone["z"]), rtol=0, atol=1e-5)
-        torch.testing.assert_close(torch.tensor(row["trajectory"]), torch.tensor(alone["trajectory"]), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            torch.tensor(row["trajectory"]), torch.tensor(alone["trajectory"]), rtol=0, atol=1e-5
+        )
         for key in ("final_sim", "best_sim", "oracle_sim", "roundtrip_sim", "init_sim"):
             assert row[key] == pytest.approx(alone[key], abs=1e-5), key
         assert row["decoded_z"] == alone["decoded_z"]
@@ -81,15 +90,19 @@ def test_batch_company_does_not_move_a_sensitive_row():
     queue = [
         Experiment(name, init, lr=lr, steps=steps)
         for name, init, lr, steps in (
-            ("baseline", "I like cheese.", 0.02, 30), ("higher_lr", "I like cheese.", 0.05, 40),
-            ("lower_lr", "I like cheese.", 0.005, 30), ("story_init", "There was a boy named Tom.", 0.02, 30),
+            ("baseline", "I like cheese.", 0.02, 30),
+            ("higher_lr", "I like cheese.", 0.05, 40),
+            ("lower_lr", "I like cheese.", 0.005, 30),
+            ("story_init", "There was a boy named Tom.", 0.02, 30),
         )
     ]
     together = run(mini, queue, lily)[0]
     for experiment, row in zip(queue[:2], together[:2]):
         alone = run(mini, [experiment], lily)[0][0]
         torch.testing.assert_close(torch.tensor(row["z"]), torch.tensor(alone["z"]), rtol=0, atol=1e-5)
-        torch.testing.assert_close(torch.tensor(row["trajectory"]), torch.tensor(alone["trajectory"]), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            torch.tensor(row["trajectory"]), torch.tensor(alone["trajectory"]), rtol=0, atol=1e-5
+        )
     assert together[1]["final_sim"] > together[1]["init_sim"]
 
 
@@ -107,14 +120,20 @@ def test_projection_holds_the_norm_after_every_step(models):
     for event in events:
         if isinstance(event, Step):
             norms.setdefault(event.name, []).append(event.norm)
-    reference = torch.cat([models.corpus_norms, build_problem(LILY, models.space, models.predictor, need_tokens=False).story_norms])
+    reference = torch.cat(
+        [models.corpus_norms, build_problem(LILY, models.space, models.predictor, need_tokens=False).story_norms]
+    )
     assert norms["adam"] == pytest.approx([float(reference.mean())] * 6, rel=1e-5)
     assert norms["sgd"] == pytest.approx([0.5] * 4, rel=1e-5)
     assert len(set(norms["mse"])) > 1  # norm = "none": z moves freely
 
 
 def test_a_diverging_row_fails_alone(models):
-    experiments = (MIXED[0], Experiment("boom", "I like cheese.", lr=1e38, steps=5, optimizer="sgd", norm="none"), MIXED[3])
+    experiments = (
+        MIXED[0],
+        Experiment("boom", "I like cheese.", lr=1e38, steps=5, optimizer="sgd", norm="none"),
+        MIXED[3],
+    )
     results, _, finished = run(models, experiments)
     by_name = {r["name"]: r for r in results}
     assert by_name["boom"]["status"] == "failed"
@@ -155,7 +174,9 @@ def test_events_and_end_of_run_measures(models):
 
 def test_oracle_equals_the_full_story_through_the_predictor(models):
     """The truncated sequence (context, begin, z in place) predicts exactly what the whole story does."""
-    story = Story("ctx", LILY_STORY, optimize=1, targets=(2, 4), context=("The dog ran to the park and played with a red ball.",))
+    story = Story(
+        "ctx", LILY_STORY, optimize=1, targets=(2, 4), context=("The dog ran to the park and played with a red ball.",)
+    )
     problem = build_problem(story, models.space, models.predictor, need_tokens=False)
     with torch.inference_mode():
         mine = predict(models.predictor, problem, problem.oracle.unsqueeze(0))[0]
@@ -165,8 +186,8 @@ def test_oracle_equals_the_full_story_through_the_predictor(models):
 
 
 def test_add_begin_predictors_get_the_begin_sentence_first(models, tiny_dir, tmp_path):
-    from engine.models.predictor import load_predictor
     from engine.mini.tiny import write_tiny_predictor
+    from engine.models.predictor import load_predictor
 
     predictor = load_predictor(write_tiny_predictor(tmp_path / "p", add_begin=True))
     story = Story("first", LILY_STORY, optimize=0, targets=(0, 1))  # target 0 is predicted from BEGIN_TEXT
@@ -183,7 +204,9 @@ def test_identical_rows_decode_once_to_the_same_text(models):
     calls = []
     space = models.space
     vectors = space.encode(["I like cheese.", "There was a boy named Tom.", "I like cheese."])
-    vectors = vectors + 0.3 * vectors.norm(dim=1, keepdim=True) * torch.randn(vectors.shape, generator=torch.Generator().manual_seed(1))
+    vectors = vectors + 0.3 * vectors.norm(dim=1, keepdim=True) * torch.randn(
+        vectors.shape, generator=torch.Generator().manual_seed(1)
+    )
     vectors[2] = vectors[0]
 
     class Counting:
@@ -204,8 +227,14 @@ def test_the_lean_forward_is_the_predictor(kv_heads, length):
 
     torch.manual_seed(0)
     llama = {
-        "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": kv_heads, "max_position_embeddings": 16, "rms_norm_eps": 1e-5, "rope_theta": 500.0,
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": kv_heads,
+        "max_position_embeddings": 16,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 500.0,
     }
     predictor = SonarLLMPredictor(PredictorConfig(llama, 24)).eval().requires_grad_(False)
     lean = lean_forward(predictor)
@@ -213,7 +242,9 @@ def test_the_lean_forward_is_the_predictor(kv_heads, length):
     x = torch.randn(3, length, 24, requires_grad=True)
     ours, theirs = lean(x), predictor(x)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
-    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(theirs.sum(), x)[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(theirs.sum(), x)[0], rtol=0, atol=1e-6
+    )
     with torch.inference_mode():  # first use under inference mode must not poison later autograd use
         lean(torch.randn(2, length + 1, 24))
     assert torch.autograd.grad(lean(x).sum(), x)[0].isfinite().all()
@@ -223,14 +254,20 @@ def test_the_lean_forward_declines_configs_it_does_not_cover():
     from engine.models.fast_llama import lean_forward
     from engine.models.predictor import PredictorConfig, SonarLLMPredictor
 
-    llama = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-             "num_key_value_heads": 2, "attention_bias": True}
+    llama = {
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "attention_bias": True,
+    }
     assert lean_forward(SonarLLMPredictor(PredictorConfig(llama, 8))) is None
 
 
 def test_the_lean_forward_matches_the_shipped_predictor_bit_for_bit():
-    from engine.models.fast_llama import lean_forward
     from engine.mini import PREDICTOR_DIR
+    from engine.models.fast_llama import lean_forward
     from engine.models.predictor import load_predictor
 
     predictor = load_predictor(PREDICTOR_DIR)

@@ -8,19 +8,53 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine.run.steering import Steering
 from engine.mini.corpus import LILY_STORY
 from engine.run.backend import load_models
 from engine.run.runner import RunResult, run_queue
+from engine.run.steering import Steering
 from engine.spec import Experiment, Spec, Story
 
 # Every results field the engine fills ("best" compares rows: the store marks it), plus z.
 RESULT_KEYS = {
-    "name", "init_text", "story", "method", "lr", "steps", "steps_done", "optimizer", "objective", "norm", "status",
-    "init_sim", "final_sim", "best_sim", "best_step", "improvement", "oracle_sim", "roundtrip_sim", "decoded_z",
-    "decoded_predictions", "targets", "exact_match", "seconds", "error", "trajectory", "z",
-    "decode_every", "beam_size", "seed", "bank", "options", "optimize", "context",
-    "text", "text_sim", "text_exact_match", "scored", "top", "search_trace",
+    "name",
+    "init_text",
+    "story",
+    "method",
+    "lr",
+    "steps",
+    "steps_done",
+    "optimizer",
+    "objective",
+    "norm",
+    "status",
+    "init_sim",
+    "final_sim",
+    "best_sim",
+    "best_step",
+    "improvement",
+    "oracle_sim",
+    "roundtrip_sim",
+    "decoded_z",
+    "decoded_predictions",
+    "targets",
+    "exact_match",
+    "seconds",
+    "error",
+    "trajectory",
+    "z",
+    "decode_every",
+    "beam_size",
+    "seed",
+    "bank",
+    "options",
+    "optimize",
+    "context",
+    "text",
+    "text_sim",
+    "text_exact_match",
+    "scored",
+    "top",
+    "search_trace",
 }
 STORIES = {
     "lily": Story("lily", LILY_STORY, optimize=0, targets=(1,)),
@@ -106,7 +140,9 @@ def test_stop_mid_run_keeps_trajectories_as_interrupted(tiny_backend, models):
 
 def test_skip_ends_the_running_batch_and_the_queue_goes_on(tiny_backend, models):
     control = Steering()
-    rec = Recorder(lambda e: control.request_skip() if isinstance(e, ev.Step) and e.step == 2 and e.name == "a" else None)
+    rec = Recorder(
+        lambda e: control.request_skip() if isinstance(e, ev.Step) and e.step == 2 and e.name == "a" else None
+    )
     result = run_queue(make_spec(tiny_backend, *QUEUE), rec, control, models=models)
     rows = {r["name"]: r for r in result.experiments}
     assert rows["a"]["status"] == rows["c"]["status"] == "skipped"
@@ -167,7 +203,9 @@ def test_a_reload_while_paused_shows_before_resuming(tiny_backend, models):
     rec = Recorder(hook)
     result = run_queue(make_spec(tiny_backend, *QUEUE[:1]), rec, control, models=models)
     safety.cancel()
-    kinds = [(type(e).__name__, getattr(e, "names", None)) for e in rec.events if isinstance(e, (ev.Paused, ev.QueueChanged))]
+    kinds = [
+        (type(e).__name__, getattr(e, "names", None)) for e in rec.events if isinstance(e, (ev.Paused, ev.QueueChanged))
+    ]
     grown_at = kinds.index(("QueueChanged", ("a", "x")))
     assert kinds.index(("Paused", None)) < grown_at < [i for i, k in enumerate(kinds) if k[0] == "Paused"][1]
     assert [r["status"] for r in result.experiments] == ["done", "done"]
@@ -254,7 +292,9 @@ def test_the_real_sonar_card_names_run_the_same_engine(tmp_path, tiny_dir):
     overlay_names = ["text_sonar_basic_encoder@user", "text_sonar_basic_decoder@user"]
     subprocess.run(
         [sys.executable, "-m", "engine.mini.tiny", str(overlay), "--names", *overlay_names],
-        check=True, cwd=repo, capture_output=True,
+        check=True,
+        cwd=repo,
+        capture_output=True,
     )
     run = f"""
 import torch; torch.set_num_threads(1)

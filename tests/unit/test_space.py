@@ -63,7 +63,9 @@ def test_real_card_names_resolve_through_user_overlays(tmp_path):
     overlay_names = ["text_sonar_basic_encoder@user", "text_sonar_basic_decoder@user"]
     subprocess.run(
         [sys.executable, "-m", "engine.mini.tiny", str(overlay), "--names", *overlay_names],
-        check=True, cwd=REPO, capture_output=True,
+        check=True,
+        cwd=REPO,
+        capture_output=True,
     )
     check = (
         "from engine.spec import Backend; from engine.models.space import load_space;"

@@ -18,7 +18,6 @@ from engine.spec import (
     Story,
     load_spec,
     parse_spec,
-    predictor_dir_problem,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +28,7 @@ LILY = (
     "One day, she saw a big tree in the sky.",
     "She wanted to climb it, but it was too high.",
     "Lily asked her mom to help her climb the tree.",
-    'Her mom said, "No, you can\'t climb the tree. It\'s too high."',
+    "Her mom said, \"No, you can't climb the tree. It's too high.\"",
     "Lily was sad because she wanted to climb the tree.",
     "Later that day, Lily's mom told her that she could climb the tree.",
 )
@@ -68,59 +67,113 @@ EXP = "q.toml:13: experiments[0] (a)"  # where a line added by _add lands
 
 MALFORMED = [
     # TOML syntax: the line from tomllib's message
-    ("syntax", _sub("lr = 0.02", "lr = 0.02 0.03"),
-     "q.toml:5: invalid TOML: Expected newline or end of document after a statement (column 11)"),
+    (
+        "syntax",
+        _sub("lr = 0.02", "lr = 0.02 0.03"),
+        "q.toml:5: invalid TOML: Expected newline or end of document after a statement (column 11)",
+    ),
     ("syntax_unterminated", _add('name = "open\n'), "q.toml:13: invalid TOML: Illegal character '\\n' (column 13)"),
     ("table_twice", _add("[backend]\n"), "q.toml:13: invalid TOML: Cannot declare ('backend',) twice (column 9)"),
     ("key_twice", _add('init = "y"\n'), "q.toml:13: invalid TOML: Cannot overwrite a value (column 11)"),
     # unknown keys, at every level, with the closest suggestion
-    ("unknown_top", "verbose = true\n" + BASE,
-     "q.toml:1: unknown key 'verbose' (allowed: backend, defaults, stories, experiments, executor)"),
+    (
+        "unknown_top",
+        "verbose = true\n" + BASE,
+        "q.toml:1: unknown key 'verbose' (allowed: backend, defaults, stories, experiments, executor)",
+    ),
     ("unknown_exp_key", _add("lerning_rate = 0.1\n"), f"{EXP}: unknown key 'lerning_rate' (did you mean 'lr'?)"),
-    ("unknown_second_exp_key", _add('\n[[experiments]]\nname = "b"\ninit = "y"\nstep = 10\n'),
-     "q.toml:17: experiments[1] (b): unknown key 'step' (did you mean 'steps'?)"),
-    ("unknown_backend_key", _sub('kind = "mini"', 'kind = "mini"\ndevise = "cpu"'),
-     "q.toml:3: backend: unknown key 'devise' (did you mean 'device'?)"),
-    ("unknown_story_key", _story("target = [1]"),
-     "q.toml:9: stories.lily: unknown key 'target' (did you mean 'targets'?)"),
-    ("unknown_defaults_key", _sub("lr = 0.02", 'lr = 0.02\nname = "x"'),
-     "q.toml:6: defaults: unknown key 'name' (allowed: story, init, lr, steps, optimizer, objective, norm, "
-     "decode_every, beam_size, seed, method, bank, stop_at, stop_on_exact, snap_every, nearest, top_k, search_width, "
-     "buffer_size, n_replace, topk)"),
-    ("unknown_objective_term", _add("objective = {cosine = 1.0, ce = 0.1}\n"),
-     f"{EXP}.objective: unknown key 'ce' (allowed: cosine, mse, decoder_ce, cycle)"),
+    (
+        "unknown_second_exp_key",
+        _add('\n[[experiments]]\nname = "b"\ninit = "y"\nstep = 10\n'),
+        "q.toml:17: experiments[1] (b): unknown key 'step' (did you mean 'steps'?)",
+    ),
+    (
+        "unknown_backend_key",
+        _sub('kind = "mini"', 'kind = "mini"\ndevise = "cpu"'),
+        "q.toml:3: backend: unknown key 'devise' (did you mean 'device'?)",
+    ),
+    (
+        "unknown_story_key",
+        _story("target = [1]"),
+        "q.toml:9: stories.lily: unknown key 'target' (did you mean 'targets'?)",
+    ),
+    (
+        "unknown_defaults_key",
+        _sub("lr = 0.02", 'lr = 0.02\nname = "x"'),
+        "q.toml:6: defaults: unknown key 'name' (allowed: story, init, lr, steps, optimizer, objective, norm, "
+        "decode_every, beam_size, seed, method, bank, stop_at, stop_on_exact, snap_every, nearest, top_k, search_width, "
+        "buffer_size, n_replace, topk)",
+    ),
+    (
+        "unknown_objective_term",
+        _add("objective = {cosine = 1.0, ce = 0.1}\n"),
+        f"{EXP}.objective: unknown key 'ce' (allowed: cosine, mse, decoder_ce, cycle)",
+    ),
     # enums list what is allowed
-    ("bad_kind", _sub('kind = "mini"', 'kind = "llama"'),
-     'q.toml:2: backend.kind: must be one of "mini", "sonar"; got string "llama"'),
-    ("bad_device", _sub('kind = "mini"', 'kind = "mini"\ndevice = "gpu"'),
-     'q.toml:3: backend.device: must be one of "auto", "cpu", "cuda"; got string "gpu"'),
-    ("bad_dtype", _sub('kind = "mini"', 'kind = "mini"\ndtype = "fp16"'),
-     'q.toml:3: backend.dtype: must be one of "float32", "bfloat16", "float16"; got string "fp16"'),
-    ("bad_optimizer", _add('optimizer = "adamw"\n'),
-     f'{EXP}.optimizer: must be one of "adam", "sgd"; got string "adamw"'),
-    ("bad_objective", _add('objective = "cos"\n'),
-     f'{EXP}.objective: must be one of "cosine", "mse", "decoder_ce"; got string "cos"'),
-    ("objective_number", _add("objective = 1\n"),
-     f'{EXP}.objective: must be one of "cosine", "mse", "decoder_ce" or a table of weights such as '
-     "{cosine = 1.0, decoder_ce = 0.1}; got integer 1"),
+    (
+        "bad_kind",
+        _sub('kind = "mini"', 'kind = "llama"'),
+        'q.toml:2: backend.kind: must be one of "mini", "sonar"; got string "llama"',
+    ),
+    (
+        "bad_device",
+        _sub('kind = "mini"', 'kind = "mini"\ndevice = "gpu"'),
+        'q.toml:3: backend.device: must be one of "auto", "cpu", "cuda"; got string "gpu"',
+    ),
+    (
+        "bad_dtype",
+        _sub('kind = "mini"', 'kind = "mini"\ndtype = "fp16"'),
+        'q.toml:3: backend.dtype: must be one of "float32", "bfloat16", "float16"; got string "fp16"',
+    ),
+    (
+        "bad_optimizer",
+        _add('optimizer = "adamw"\n'),
+        f'{EXP}.optimizer: must be one of "adam", "sgd"; got string "adamw"',
+    ),
+    (
+        "bad_objective",
+        _add('objective = "cos"\n'),
+        f'{EXP}.objective: must be one of "cosine", "mse", "decoder_ce"; got string "cos"',
+    ),
+    (
+        "objective_number",
+        _add("objective = 1\n"),
+        f'{EXP}.objective: must be one of "cosine", "mse", "decoder_ce" or a table of weights such as '
+        "{cosine = 1.0, decoder_ce = 0.1}; got integer 1",
+    ),
     ("bad_norm", _add('norm = "ref"\n'), f'{EXP}.norm: must be "reference", "none" or a number > 0; got string "ref"'),
     # backend
-    ("sonar_needs_predictor", _sub('kind = "mini"', 'kind = "sonar"'),
-     'q.toml:1: backend.predictor: required when kind = "sonar": a SONAR-LLM checkpoint directory or hub id'
-     ' (e.g. "raxtemur/sonar-llm-900m")'),
-    ("empty_card", _sub('kind = "mini"', 'kind = "mini"\nencoder = ""'),
-     "q.toml:3: backend.encoder: must be non-empty text"),
-    ("backend_not_table", _sub('[backend]\nkind = "mini"\n', 'backend = "mini"\n'),
-     'q.toml:1: backend: must be a table, written [backend]; got string "mini"'),
+    (
+        "sonar_needs_predictor",
+        _sub('kind = "mini"', 'kind = "sonar"'),
+        'q.toml:1: backend.predictor: required when kind = "sonar": a SONAR-LLM checkpoint directory or hub id'
+        ' (e.g. "raxtemur/sonar-llm-900m")',
+    ),
+    (
+        "empty_card",
+        _sub('kind = "mini"', 'kind = "mini"\nencoder = ""'),
+        "q.toml:3: backend.encoder: must be non-empty text",
+    ),
+    (
+        "backend_not_table",
+        _sub('[backend]\nkind = "mini"\n', 'backend = "mini"\n'),
+        'q.toml:1: backend: must be a table, written [backend]; got string "mini"',
+    ),
     # wrong types: bool is not a number
     ("lr_bool", _add("lr = true\n"), f"{EXP}.lr: must be a number, got boolean true"),
     ("lr_string", _sub("lr = 0.02", 'lr = "0.02"'), 'q.toml:5: defaults.lr: must be a number, got string "0.02"'),
     ("steps_float", _add("steps = 100.0\n"), f"{EXP}.steps: must be an integer, got float 100.0"),
     ("seed_bool", _add("seed = false\n"), f"{EXP}.seed: must be an integer, got boolean false"),
-    ("norm_bool", _add("norm = false\n"),
-     f'{EXP}.norm: must be "reference", "none" or a number > 0; got boolean false'),
-    ("init_number", _sub('init = "x"', "init = 3"),
-     "q.toml:12: experiments[0] (a).init: must be a string, got integer 3"),
+    (
+        "norm_bool",
+        _add("norm = false\n"),
+        f'{EXP}.norm: must be "reference", "none" or a number > 0; got boolean false',
+    ),
+    (
+        "init_number",
+        _sub('init = "x"', "init = 3"),
+        "q.toml:12: experiments[0] (a).init: must be a string, got integer 3",
+    ),
     # out of range
     ("lr_zero", _add("lr = 0\n"), f"{EXP}.lr: must be > 0, got 0"),
     ("lr_negative_in_defaults", _sub("lr = 0.02", "lr = -0.1"), "q.toml:5: defaults.lr: must be > 0, got -0.1"),
@@ -130,74 +183,157 @@ MALFORMED = [
     ("beam_size_zero", _add("beam_size = 0\n"), f"{EXP}.beam_size: must be >= 1, got 0"),
     ("decode_every_zero", _add("decode_every = 0\n"), f"{EXP}.decode_every: must be >= 1, got 0"),
     ("seed_negative", _add("seed = -1\n"), f"{EXP}.seed: must be >= 0, got -1"),
-    ("steps_huge", _add("steps = 99999999999999999999\n"),
-     f"{EXP}.steps: must be <= 1_000_000, got 99999999999999999999"),
-    ("steps_over_max", _sub("lr = 0.02", "lr = 0.02\nsteps = 1_000_001"),
-     "q.toml:6: defaults.steps: must be <= 1_000_000, got 1000001"),
-    ("decode_every_huge", _add("decode_every = 10_000_000\n"), f"{EXP}.decode_every: must be <= 1_000_000, got 10000000"),
+    (
+        "steps_huge",
+        _add("steps = 99999999999999999999\n"),
+        f"{EXP}.steps: must be <= 1_000_000, got 99999999999999999999",
+    ),
+    (
+        "steps_over_max",
+        _sub("lr = 0.02", "lr = 0.02\nsteps = 1_000_001"),
+        "q.toml:6: defaults.steps: must be <= 1_000_000, got 1000001",
+    ),
+    (
+        "decode_every_huge",
+        _add("decode_every = 10_000_000\n"),
+        f"{EXP}.decode_every: must be <= 1_000_000, got 10000000",
+    ),
     ("beam_size_huge", _add("beam_size = 65\n"), f"{EXP}.beam_size: must be <= 64, got 65"),
-    ("seed_huge", _add("seed = 99999999999999999999\n"),
-     f"{EXP}.seed: must be <= 9_223_372_036_854_775_807, got 99999999999999999999"),
+    (
+        "seed_huge",
+        _add("seed = 99999999999999999999\n"),
+        f"{EXP}.seed: must be <= 9_223_372_036_854_775_807, got 99999999999999999999",
+    ),
     ("norm_zero", _add("norm = 0\n"), f"{EXP}.norm: must be > 0, got 0"),
-    ("objective_negative_weight", _add("objective = {cosine = 1.0, mse = -0.5}\n"),
-     f"{EXP}.objective.mse: must be >= 0, got -0.5"),
-    ("objective_all_zero", _add("objective = {cosine = 0}\n"), f"{EXP}.objective: needs at least one weight > 0 on a term other than cycle"),
+    (
+        "objective_negative_weight",
+        _add("objective = {cosine = 1.0, mse = -0.5}\n"),
+        f"{EXP}.objective.mse: must be >= 0, got -0.5",
+    ),
+    (
+        "objective_all_zero",
+        _add("objective = {cosine = 0}\n"),
+        f"{EXP}.objective: needs at least one weight > 0 on a term other than cycle",
+    ),
     # names and init text
-    ("duplicate_name", _add('\n[[experiments]]\nname = "a"\ninit = "y"\n'),
-     "q.toml:15: experiments[1] (a).name: duplicate experiment name 'a' (also experiments[0])"),
+    (
+        "duplicate_name",
+        _add('\n[[experiments]]\nname = "a"\ninit = "y"\n'),
+        "q.toml:15: experiments[1] (a).name: duplicate experiment name 'a' (also experiments[0])",
+    ),
     ("missing_name", _add('\n[[experiments]]\ninit = "y"\n'), "q.toml:14: experiments[1]: missing required key 'name'"),
     ("empty_name", _sub('name = "a"', 'name = ""'), "q.toml:11: experiments[0].name: must be non-empty text"),
-    ("slash_in_name", _sub('name = "a"', 'name = "a/b"'),
-     'q.toml:11: experiments[0].name: must have no surrounding spaces, slashes or control characters; '
-     'got string "a/b"'),
-    ("missing_init", _sub('init = "x"\n', ""),
-     "q.toml:10: experiments[0] (a): missing required key 'init' (the text z starts from)"),
+    (
+        "slash_in_name",
+        _sub('name = "a"', 'name = "a/b"'),
+        "q.toml:11: experiments[0].name: must have no surrounding spaces, slashes or control characters; "
+        'got string "a/b"',
+    ),
+    (
+        "missing_init",
+        _sub('init = "x"\n', ""),
+        "q.toml:10: experiments[0] (a): missing required key 'init' (the text z starts from)",
+    ),
     ("blank_init", _sub('init = "x"', 'init = "   "'), "q.toml:12: experiments[0] (a).init: must be non-empty text"),
     # stories
     ("unknown_story", _add('story = "lilly"\n'), f"{EXP}.story: unknown story 'lilly' (did you mean 'lily'?)"),
-    ("unknown_story_in_defaults", _sub("lr = 0.02", 'lr = 0.02\nstory = "tom"'),
-     "q.toml:6: defaults.story: unknown story 'tom' (stories: lily)"),
-    ("which_story", _sub("[[experiments]]", '[stories.tom]\nsentences = ["C.", "D."]\n\n[[experiments]]'),
-     "q.toml:13: experiments[0] (a): which story? set 'story' here or in [defaults] (stories: lily, tom)"),
-    ("no_stories", _sub('[stories.lily]\nsentences = ["A.", "B.", "C."]\n', ""),
-     "q.toml: no stories: add a [stories.NAME] table with its sentences"),
-    ("story_not_table", 'stories = {lily = 3}\n' + _sub('[stories.lily]\nsentences = ["A.", "B.", "C."]\n', ""),
-     "q.toml:1: stories.lily: must be a table, written [stories.lily]; got integer 3"),
-    ("one_sentence", _sub('["A.", "B.", "C."]', '["A."]'),
-     "q.toml:8: stories.lily.sentences: needs at least 2 sentences, got 1"),
-    ("empty_sentence", _sub('["A.", "B.", "C."]', '["A.", "", "C."]'),
-     "q.toml:8: stories.lily.sentences[1]: must be non-empty text"),
-    ("sentence_number", _sub('["A.", "B.", "C."]', '["A.", 2]'),
-     "q.toml:8: stories.lily.sentences[1]: must be a string, got integer 2"),
-    ("sentences_string", _sub('["A.", "B.", "C."]', '"A. B."'),
-     'q.toml:8: stories.lily.sentences: must be an array of strings, got string "A. B."'),
-    ("missing_sentences", _sub('sentences = ["A.", "B.", "C."]', "optimize = 0"),
-     "q.toml:7: stories.lily: missing required key 'sentences'"),
-    ("optimize_outside", _story("optimize = 3"),
-     "q.toml:9: stories.lily.optimize: index 3 is outside the story (sentences 0..2)"),
-    ("optimize_negative", _story("optimize = -1"),
-     "q.toml:9: stories.lily.optimize: index -1 is outside the story (sentences 0..2)"),
-    ("optimize_last", _story("optimize = 2"),
-     "q.toml:9: stories.lily.optimize: index 2 is the last sentence: no sentence after it is left to score"),
-    ("target_outside", _story("targets = [1, 5]"),
-     "q.toml:9: stories.lily.targets[1]: index 5 is outside the story (sentences 0..2)"),
-    ("target_before_optimize", _story("optimize = 1\ntargets = [0]"),
-     "q.toml:10: stories.lily.targets[0]: target 0 is not after optimize = 1: the predictor is causal, "
-     "so only later sentences depend on z"),
-    ("target_is_optimize", _story("targets = [0]"),
-     "q.toml:9: stories.lily.targets[0]: target 0 is not after optimize = 0: the predictor is causal, "
-     "so only later sentences depend on z"),
+    (
+        "unknown_story_in_defaults",
+        _sub("lr = 0.02", 'lr = 0.02\nstory = "tom"'),
+        "q.toml:6: defaults.story: unknown story 'tom' (stories: lily)",
+    ),
+    (
+        "which_story",
+        _sub("[[experiments]]", '[stories.tom]\nsentences = ["C.", "D."]\n\n[[experiments]]'),
+        "q.toml:13: experiments[0] (a): which story? set 'story' here or in [defaults] (stories: lily, tom)",
+    ),
+    (
+        "no_stories",
+        _sub('[stories.lily]\nsentences = ["A.", "B.", "C."]\n', ""),
+        "q.toml: no stories: add a [stories.NAME] table with its sentences",
+    ),
+    (
+        "story_not_table",
+        "stories = {lily = 3}\n" + _sub('[stories.lily]\nsentences = ["A.", "B.", "C."]\n', ""),
+        "q.toml:1: stories.lily: must be a table, written [stories.lily]; got integer 3",
+    ),
+    (
+        "one_sentence",
+        _sub('["A.", "B.", "C."]', '["A."]'),
+        "q.toml:8: stories.lily.sentences: needs at least 2 sentences, got 1",
+    ),
+    (
+        "empty_sentence",
+        _sub('["A.", "B.", "C."]', '["A.", "", "C."]'),
+        "q.toml:8: stories.lily.sentences[1]: must be non-empty text",
+    ),
+    (
+        "sentence_number",
+        _sub('["A.", "B.", "C."]', '["A.", 2]'),
+        "q.toml:8: stories.lily.sentences[1]: must be a string, got integer 2",
+    ),
+    (
+        "sentences_string",
+        _sub('["A.", "B.", "C."]', '"A. B."'),
+        'q.toml:8: stories.lily.sentences: must be an array of strings, got string "A. B."',
+    ),
+    (
+        "missing_sentences",
+        _sub('sentences = ["A.", "B.", "C."]', "optimize = 0"),
+        "q.toml:7: stories.lily: missing required key 'sentences'",
+    ),
+    (
+        "optimize_outside",
+        _story("optimize = 3"),
+        "q.toml:9: stories.lily.optimize: index 3 is outside the story (sentences 0..2)",
+    ),
+    (
+        "optimize_negative",
+        _story("optimize = -1"),
+        "q.toml:9: stories.lily.optimize: index -1 is outside the story (sentences 0..2)",
+    ),
+    (
+        "optimize_last",
+        _story("optimize = 2"),
+        "q.toml:9: stories.lily.optimize: index 2 is the last sentence: no sentence after it is left to score",
+    ),
+    (
+        "target_outside",
+        _story("targets = [1, 5]"),
+        "q.toml:9: stories.lily.targets[1]: index 5 is outside the story (sentences 0..2)",
+    ),
+    (
+        "target_before_optimize",
+        _story("optimize = 1\ntargets = [0]"),
+        "q.toml:10: stories.lily.targets[0]: target 0 is not after optimize = 1: the predictor is causal, "
+        "so only later sentences depend on z",
+    ),
+    (
+        "target_is_optimize",
+        _story("targets = [0]"),
+        "q.toml:9: stories.lily.targets[0]: target 0 is not after optimize = 0: the predictor is causal, "
+        "so only later sentences depend on z",
+    ),
     ("target_twice", _story("targets = [1, 1]"), "q.toml:9: stories.lily.targets[1]: target 1 is listed twice"),
     ("targets_empty", _story("targets = []"), "q.toml:9: stories.lily.targets: must list at least one sentence index"),
-    ("target_bool", _story("targets = [true]"),
-     "q.toml:9: stories.lily.targets[0]: must be a sentence index (an integer), got boolean true"),
+    (
+        "target_bool",
+        _story("targets = [true]"),
+        "q.toml:9: stories.lily.targets[0]: must be a sentence index (an integer), got boolean true",
+    ),
     ("context_blank", _story('context = [""]'), "q.toml:9: stories.lily.context[0]: must be non-empty text"),
     # experiments table
-    ("no_experiments", _sub('[[experiments]]\nname = "a"\ninit = "x"\n', ""),
-     "q.toml: no experiments: add at least one [[experiments]] table"),
-    ("experiments_not_array", _sub("[[experiments]]", "[experiments]"),
-     "q.toml:10: experiments: must be an array of tables, written [[experiments]]; got a table"),
-]  # fmt: skip
+    (
+        "no_experiments",
+        _sub('[[experiments]]\nname = "a"\ninit = "x"\n', ""),
+        "q.toml: no experiments: add at least one [[experiments]] table",
+    ),
+    (
+        "experiments_not_array",
+        _sub("[[experiments]]", "[experiments]"),
+        "q.toml:10: experiments: must be an array of tables, written [[experiments]]; got a table",
+    ),
+]
 
 
 @pytest.mark.parametrize("text, expected", [c[1:] for c in MALFORMED], ids=[c[0] for c in MALFORMED])
@@ -239,14 +375,20 @@ def test_shipped_queue_is_the_reference_reports_seven_experiments() -> None:
     assert spec.stories == {"lily": Story("lily", LILY, optimize=0, targets=(1,), context=())}
     for e in spec.experiments:
         assert (e.story, e.optimizer, e.objective, e.norm, e.decode_every, e.beam_size, e.seed) == (
-            "lily", "adam", Objective((("cosine", 1.0),)), "reference", 10, 1, 0,
-        )  # fmt: skip
+            "lily",
+            "adam",
+            Objective((("cosine", 1.0),)),
+            "reference",
+            10,
+            1,
+            0,
+        )
     assert spec.text == SHIPPED.read_text(encoding="utf-8")
     assert spec.story_of(spec.experiments[0]).sentences[1] == "She loved to play outside with her toys."
 
 
 def test_lily_sentences_match_the_reference_story() -> None:
-    reference = (ROOT.parent / "shared" / "reference" / "lily-story.md")
+    reference = ROOT.parent / "shared" / "reference" / "lily-story.md"
     if not reference.is_file():
         pytest.skip("reference folder not next to the repository")
     for index, sentence in enumerate(LILY):
@@ -321,9 +463,14 @@ def test_sonar_backend_defaults_to_the_real_card_names(tmp_path: Path) -> None:
     config.write_text(_sub('kind = "mini"', 'kind = "sonar"\npredictor = "ckpt"\ndevice = "cpu"\ndtype = "bfloat16"'))
     backend = load_spec(config).backend
     assert backend == Backend(
-        "sonar", "text_sonar_basic_encoder", "text_sonar_basic_decoder", "text_sonar_basic_encoder",
-        str(tmp_path / "ckpt"), "cpu", "bfloat16",
-    )  # fmt: skip
+        "sonar",
+        "text_sonar_basic_encoder",
+        "text_sonar_basic_decoder",
+        "text_sonar_basic_encoder",
+        str(tmp_path / "ckpt"),
+        "cpu",
+        "bfloat16",
+    )
 
 
 def test_card_names_can_be_overridden() -> None:
@@ -366,17 +513,23 @@ def test_base_dir_overrides_the_config_folder(tmp_path: Path) -> None:
 
 def test_absolute_predictor_path_is_kept(tmp_path: Path) -> None:
     directory = _make_predictor(tmp_path / "p")
-    text = _sub('kind = "mini"', f"kind = \"mini\"\npredictor = {json.dumps(str(directory))}")
+    text = _sub('kind = "mini"', f'kind = "mini"\npredictor = {json.dumps(str(directory))}')
     assert parse_spec(text, "q.toml", base_dir="/elsewhere").backend.predictor == str(directory)
 
 
 BAD_PREDICTORS = [
-    ("missing", None,
-     "predictor directory does not exist, nor is it a Hugging Face hub id (owner/name or owner/name@revision)"),
+    (
+        "missing",
+        None,
+        "predictor directory does not exist, nor is it a Hugging Face hub id (owner/name or owner/name@revision)",
+    ),
     ("file", "file", "not a directory"),
     ("no_config", "no_config", "not a SONAR-LLM directory (no config.json)"),
-    ("bad_json", '{"llama_config": {\n',
-     "config.json:2: invalid JSON: Expecting property name enclosed in double quotes"),
+    (
+        "bad_json",
+        '{"llama_config": {\n',
+        "config.json:2: invalid JSON: Expecting property name enclosed in double quotes",
+    ),
     ("no_llama_config", {"embed_dim": 8}, "config.json: missing 'llama_config' object"),
     ("bad_embed_dim", {"llama_config": {}, "embed_dim": 0}, "config.json: 'embed_dim' must be a positive integer"),
     ("no_weights", {"llama_config": {}}, "not a SONAR-LLM directory (no model.safetensors or pytorch_model.bin)"),
@@ -472,41 +625,93 @@ def test_spec_module_does_not_import_torch() -> None:
 
 # --- methods and banks ---------------------------------------------------------------------------------------
 METHOD_ERRORS = [
-    ("bank_missing", 'bank = "nope.txt"\n', "q.toml:13: experiments[0] (a).bank: bank file {d}/nope.txt does not exist"),
-    ("bank_empty", 'bank = "empty.txt"\n', "q.toml:13: experiments[0] (a).bank: bank file {d}/empty.txt has no sentences (every line is blank)"),
-    ("nearest_without_bank", "nearest = true\n",
-     'q.toml:10: experiments[0] (a): nearest = true needs a sentence bank: set bank = "corpus" or the path of a text file'),
-    ("bank_method_without_bank", 'method = "bank_swap"\n',
-     'q.toml:10: experiments[0] (a): method = "bank_swap" needs a sentence bank: set bank = "corpus" or the path of a'
-     " text file"),
-    ("unknown_method", 'method = "bank_serch"\n',
-     'q.toml:13: experiments[0] (a).method: must be one of "gradient", "bank_search", "bank_swap", "token_swap"; got string'
-     " \"bank_serch\" (did you mean 'bank_search'?)"),
+    (
+        "bank_missing",
+        'bank = "nope.txt"\n',
+        "q.toml:13: experiments[0] (a).bank: bank file {d}/nope.txt does not exist",
+    ),
+    (
+        "bank_empty",
+        'bank = "empty.txt"\n',
+        "q.toml:13: experiments[0] (a).bank: bank file {d}/empty.txt has no sentences (every line is blank)",
+    ),
+    (
+        "nearest_without_bank",
+        "nearest = true\n",
+        'q.toml:10: experiments[0] (a): nearest = true needs a sentence bank: set bank = "corpus" or the path of a text file',
+    ),
+    (
+        "bank_method_without_bank",
+        'method = "bank_swap"\n',
+        'q.toml:10: experiments[0] (a): method = "bank_swap" needs a sentence bank: set bank = "corpus" or the path of a'
+        " text file",
+    ),
+    (
+        "unknown_method",
+        'method = "bank_serch"\n',
+        'q.toml:13: experiments[0] (a).method: must be one of "gradient", "bank_search", "bank_swap", "token_swap"; got string'
+        " \"bank_serch\" (did you mean 'bank_search'?)",
+    ),
     ("negative_snap", "snap_every = -1\n", "q.toml:13: experiments[0] (a).snap_every: must be >= 0, got -1"),
-    ("zero_width", 'method = "bank_swap"\nbank = "corpus"\nsearch_width = 0\n',
-     "q.toml:15: experiments[0] (a).search_width: must be >= 1, got 0"),
-    ("option_of_another_method", "top_k = 3\n",
-     "q.toml:13: experiments[0] (a).top_k: is an option of method bank_search, bank_swap, not of method gradient"),
-    ("unknown_cycle_weight", "objective = {cosine = 1.0, cycel = 0.5}\n",
-     "q.toml:13: experiments[0] (a).objective: unknown key 'cycel' (did you mean 'cycle'?)"),
-    ("negative_cycle_weight", "objective = {cosine = 1.0, cycle = -0.5}\n",
-     "q.toml:13: experiments[0] (a).objective.cycle: must be >= 0, got -0.5"),
-    ("cycle_alone", 'objective = "cycle"\n',
-     "q.toml:13: experiments[0] (a).objective: cycle alone has no target: add it to another term, e.g. {{cosine = 1.0,"
-     " cycle = 0.5}}"),
-    ("cycle_with_bank_method", 'method = "bank_search"\nbank = "corpus"\nobjective = {cosine = 1.0, cycle = 0.5}\n',
-     "q.toml:15: experiments[0] (a).objective: the cycle term applies to method gradient, not bank_search"),
-    ("nearest_not_bool", 'nearest = "yes"\n', 'q.toml:13: experiments[0] (a).nearest: must be true or false, got string "yes"'),
-    ("token_swap_n_replace", 'method = "token_swap"\nn_replace = 2\n',
-     "q.toml:14: experiments[0] (a).n_replace: n_replace = 2 is more than the 1 word(s) of init"),
+    (
+        "zero_width",
+        'method = "bank_swap"\nbank = "corpus"\nsearch_width = 0\n',
+        "q.toml:15: experiments[0] (a).search_width: must be >= 1, got 0",
+    ),
+    (
+        "option_of_another_method",
+        "top_k = 3\n",
+        "q.toml:13: experiments[0] (a).top_k: is an option of method bank_search, bank_swap, not of method gradient",
+    ),
+    (
+        "unknown_cycle_weight",
+        "objective = {cosine = 1.0, cycel = 0.5}\n",
+        "q.toml:13: experiments[0] (a).objective: unknown key 'cycel' (did you mean 'cycle'?)",
+    ),
+    (
+        "negative_cycle_weight",
+        "objective = {cosine = 1.0, cycle = -0.5}\n",
+        "q.toml:13: experiments[0] (a).objective.cycle: must be >= 0, got -0.5",
+    ),
+    (
+        "cycle_alone",
+        'objective = "cycle"\n',
+        "q.toml:13: experiments[0] (a).objective: cycle alone has no target: add it to another term, e.g. {{cosine = 1.0,"
+        " cycle = 0.5}}",
+    ),
+    (
+        "cycle_with_bank_method",
+        'method = "bank_search"\nbank = "corpus"\nobjective = {cosine = 1.0, cycle = 0.5}\n',
+        "q.toml:15: experiments[0] (a).objective: the cycle term applies to method gradient, not bank_search",
+    ),
+    (
+        "nearest_not_bool",
+        'nearest = "yes"\n',
+        'q.toml:13: experiments[0] (a).nearest: must be true or false, got string "yes"',
+    ),
+    (
+        "token_swap_n_replace",
+        'method = "token_swap"\nn_replace = 2\n',
+        "q.toml:14: experiments[0] (a).n_replace: n_replace = 2 is more than the 1 word(s) of init",
+    ),
     ("token_swap_topk", 'method = "token_swap"\ntopk = 0\n', "q.toml:14: experiments[0] (a).topk: must be >= 1, got 0"),
-    ("token_swap_empty_init", 'method = "token_swap"\n', "q.toml:12: experiments[0] (a).init: must be non-empty text",),
-    ("token_swap_bank_init", 'method = "token_swap"\n',
-     'q.toml:12: experiments[0] (a).init: init = "bank" starts from the bank\'s best sentence: set bank too'),
+    (
+        "token_swap_empty_init",
+        'method = "token_swap"\n',
+        "q.toml:12: experiments[0] (a).init: must be non-empty text",
+    ),
+    (
+        "token_swap_bank_init",
+        'method = "token_swap"\n',
+        'q.toml:12: experiments[0] (a).init: init = "bank" starts from the bank\'s best sentence: set bank too',
+    ),
     ("stop_at_above_one", "stop_at = 1.5\n", "q.toml:13: experiments[0] (a).stop_at: must be <= 1, got 1.5"),
-    ("unknown_method_option", 'method = "token_swap"\nsearch_widht = 8\n',
-     "q.toml:14: experiments[0] (a): unknown key 'search_widht' (did you mean 'search_width'?)"),
-]  # fmt: skip
+    (
+        "unknown_method_option",
+        'method = "token_swap"\nsearch_widht = 8\n',
+        "q.toml:14: experiments[0] (a): unknown key 'search_widht' (did you mean 'search_width'?)",
+    ),
+]
 
 
 @pytest.mark.parametrize("extra, expected", [c[1:] for c in METHOD_ERRORS], ids=[c[0] for c in METHOD_ERRORS])
@@ -524,7 +729,7 @@ def test_method_and_bank_errors_name_the_key(extra: str, expected: str, tmp_path
 
 def test_methods_take_their_options_and_defaults_apply_where_they_fit(tmp_path: Path) -> None:
     (tmp_path / "bank.txt").write_text("A cat.\nA dog.\n", encoding="utf-8")
-    text = BASE.replace("lr = 0.02", "lr = 0.02\nsnap_every = 5\ntop_k = 3\nbank = \"bank.txt\"") + (
+    text = BASE.replace("lr = 0.02", 'lr = 0.02\nsnap_every = 5\ntop_k = 3\nbank = "bank.txt"') + (
         '\n[[experiments]]\nname = "b"\ninit = "y"\nmethod = "bank_search"\n'
     )
     spec = parse_spec(text, "q.toml", base_dir=tmp_path)

@@ -20,13 +20,32 @@ CONFIG = '# the exact text, comments included\n[backend]\nkind = "mini"\n'
 
 def result(name: str, status: str = "done", final: float = 0.3, **extra: object) -> dict:
     row = {
-        "name": name, "init_text": "I like cheese.", "story": "lily", "lr": 0.02, "steps": 10, "steps_done": 10,
-        "optimizer": "adam", "objective": "cosine", "norm": "reference", "status": status,
-        "init_sim": 0.171, "final_sim": final, "best_sim": final, "best_step": 10, "improvement": final - 0.171,
-        "oracle_sim": 0.9, "roundtrip_sim": 0.2, "decoded_z": "Lia wasn't | interested", "decoded_predictions": ["She loved."],
-        "targets": ["She loved to play outside."], "exact_match": [False], "seconds": 1.5, "error": None,
-        "trajectory": [0.171, 0.25, final], "z": [0.1, -0.2, 0.3],
-    }  # fmt: skip
+        "name": name,
+        "init_text": "I like cheese.",
+        "story": "lily",
+        "lr": 0.02,
+        "steps": 10,
+        "steps_done": 10,
+        "optimizer": "adam",
+        "objective": "cosine",
+        "norm": "reference",
+        "status": status,
+        "init_sim": 0.171,
+        "final_sim": final,
+        "best_sim": final,
+        "best_step": 10,
+        "improvement": final - 0.171,
+        "oracle_sim": 0.9,
+        "roundtrip_sim": 0.2,
+        "decoded_z": "Lia wasn't | interested",
+        "decoded_predictions": ["She loved."],
+        "targets": ["She loved to play outside."],
+        "exact_match": [False],
+        "seconds": 1.5,
+        "error": None,
+        "trajectory": [0.171, 0.25, final],
+        "z": [0.1, -0.2, 0.3],
+    }
     row.update(extra)
     return row
 
@@ -61,7 +80,9 @@ def test_create_names_the_directory_and_keeps_the_exact_config(tmp_path: Path) -
 
 def test_a_run_writes_every_file_as_experiments_finish(tmp_path: Path) -> None:
     store = start(tmp_path)
-    store.record(ev.ExperimentStarted(name="a", steps=10, batch=("a", "b"), init_sim=0.171, oracle_sim=0.9, targets=("t",)))
+    store.record(
+        ev.ExperimentStarted(name="a", steps=10, batch=("a", "b"), init_sim=0.171, oracle_sim=0.9, targets=("t",))
+    )
     store.record(ev.Step(name="a", step=1, total=10, sim=0.2, sims=(0.2,), loss=-0.2, norm=0.21, steps_per_s=5.0))
     assert results(store)["experiments"][1]["status"] == "pending"
     store.record(ev.ExperimentFinished(name="a", status="done", result=result("a", final=0.299)))
@@ -70,7 +91,9 @@ def test_a_run_writes_every_file_as_experiments_finish(tmp_path: Path) -> None:
     assert data["experiments"][0]["final_sim"] == 0.299 and data["best"] == {"lily": "a"}
     assert "z" not in data["experiments"][0]
     store.record(ev.ExperimentFinished(name="b", status="done", result=result("b", final=0.305)))
-    store.record(ev.ExperimentFinished(name="c", status="failed", result=result("c", "failed", final=math.nan, error="NaN loss")))
+    store.record(
+        ev.ExperimentFinished(name="c", status="failed", result=result("c", "failed", final=math.nan, error="NaN loss"))
+    )
     store.record(ev.RunFinished(status="failed", run_dir=str(store.run_dir), best={"lily": "b"}))
     store.close()
 
@@ -82,9 +105,14 @@ def test_a_run_writes_every_file_as_experiments_finish(tmp_path: Path) -> None:
     assert data["experiments"][2]["final_sim"] is None  # NaN -> null: standard JSON
     lines = (store.run_dir / EVENTS_FILE).read_text().splitlines()
     assert [json.loads(line)["type"] for line in lines] == [
-        "run_started", "experiment_started", "step", "experiment_finished", "experiment_finished",
-        "experiment_finished", "run_finished",
-    ]  # fmt: skip
+        "run_started",
+        "experiment_started",
+        "step",
+        "experiment_finished",
+        "experiment_finished",
+        "experiment_finished",
+        "run_finished",
+    ]
 
     from safetensors.numpy import load_file
 
@@ -93,8 +121,20 @@ def test_a_run_writes_every_file_as_experiments_finish(tmp_path: Path) -> None:
 
     md = (store.run_dir / "results.md").read_text()
     header = md.splitlines()[0]
-    for col in ("Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement", "Oracle", "Round-trip",
-                "Text Sim", "Text", "Decoded z"):
+    for col in (
+        "Experiment",
+        "Init Text",
+        "LR",
+        "Steps",
+        "Init Sim",
+        "Final Sim",
+        "Improvement",
+        "Oracle",
+        "Round-trip",
+        "Text Sim",
+        "Text",
+        "Decoded z",
+    ):
         assert f"| {col} |" in header
     assert "| **b** |" in md and "**0.305**" in md and "**+0.134**" in md
     assert "**Best**: `b` (lr=0.02, steps=10) achieved highest final similarity of 0.305." in md
@@ -147,7 +187,7 @@ def test_report_formats_side_by_side(tmp_path: Path) -> None:
         store = start(tmp_path, names=("a", "b"))
         store.record(ev.ExperimentFinished(name="a", status="done", result=result("a", final=final)))
         store.record(ev.ExperimentFinished(name="b", status="done", result=result("b", final=final - 0.1)))
-        store.record(ev.RunFinished(status="done", run_dir=str(store.run_dir), best="a"))
+        store.record(ev.RunFinished(status="done", run_dir=str(store.run_dir), best={"lily": "a"}))
         store.close()
         runs.append(report.load_run(store.run_dir))
 
@@ -183,7 +223,9 @@ def test_report_columns_are_the_references_then_what_tells_rows_apart() -> None:
     c = next(line for line in table if line.lstrip(" *").startswith("c "))
     assert "mse" in c and "sgd" in c and "none" in c
     assert report.format_markdown([run]).startswith("| Experiment | Init Text | LR | Steps |")
-    assert "objective" in report.format_csv([report.Run("r", {"experiments": same})]).splitlines()[0]  # csv: every field
+    assert (
+        "objective" in report.format_csv([report.Run("r", {"experiments": same})]).splitlines()[0]
+    )  # csv: every field
 
 
 def test_side_by_side_runs_show_the_settings_that_differ_between_them(tmp_path: Path) -> None:
@@ -191,8 +233,15 @@ def test_side_by_side_runs_show_the_settings_that_differ_between_them(tmp_path: 
     two = report.Run("two", {"experiments": [result("a", objective="mse"), result("b", objective="mse", final=0.2)]})
     assert "Objective" not in report.headers([one]) and "Objective" not in report.headers([two])
     assert report.headers([one, two]) == [
-        "Run", *report.REFERENCE_COLUMNS, "Oracle", "Round-trip", "Text Sim", "Objective", "Text", "Decoded z",
-    ]  # fmt: skip
+        "Run",
+        *report.REFERENCE_COLUMNS,
+        "Oracle",
+        "Round-trip",
+        "Text Sim",
+        "Objective",
+        "Text",
+        "Decoded z",
+    ]
 
 
 def test_a_table_at_80_columns_keeps_the_similarities() -> None:
@@ -215,7 +264,7 @@ def tiny_config(tiny_dir: Path, experiments: str) -> str:
 encoder = "tiny_encoder"
 decoder = "tiny_decoder"
 tokenizer = "tiny_encoder"
-predictor = "{tiny_dir / 'predictor'}"
+predictor = "{tiny_dir / "predictor"}"
 device = "cpu"
 
 [stories.s]
@@ -267,7 +316,9 @@ story = "t"
 init = "I like cheese."
 lr = 0.02
 """
-LIVE_EDIT = LIVE_QUEUE.replace("lr = 0.02", "lr = 0.3") + '\n[[experiments]]\nname = "added"\nstory = "t"\ninit = "Hi."\n'
+LIVE_EDIT = (
+    LIVE_QUEUE.replace("lr = 0.02", "lr = 0.3") + '\n[[experiments]]\nname = "added"\nstory = "t"\ninit = "Hi."\n'
+)
 
 
 def test_live_edits_survive_a_resume(tiny_dir: Path, tmp_path: Path) -> None:

@@ -17,9 +17,15 @@ from embopt_tui.dashboard.state import ExperimentView, RunState
 
 # (plotext colour, the same colour for Rich)
 COLORS = (
-    ("cyan", "cyan"), ("magenta", "magenta"), ("yellow", "yellow"), ("blue", "blue"),
-    ("red", "red"), ("white", "white"), ("orange", "dark_orange"), ("green+", "bright_green"),
-)  # fmt: skip
+    ("cyan", "cyan"),
+    ("magenta", "magenta"),
+    ("yellow", "yellow"),
+    ("blue", "blue"),
+    ("red", "red"),
+    ("white", "white"),
+    ("orange", "dark_orange"),
+    ("green+", "bright_green"),
+)
 MARGIN = 0.02  # of the y range, so no curve runs along the frame
 
 

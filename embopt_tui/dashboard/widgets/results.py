@@ -7,16 +7,15 @@ rows (Story, Objective, Optimizer, Norm) are shown, the others hidden.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from engine.results import best_by_story
-
-from engine import events as ev
 from embopt_tui.format import STATUS_GLYPHS, STATUS_STYLES, ellipsize, num
+from engine import events as ev
 
 
 def _g(value: Any) -> str:
@@ -64,11 +63,6 @@ def columns(rows: list[dict[str, Any]], always: tuple[Column, ...] = COLUMNS) ->
     differing = tuple(c for c in VARYING if len({repr(r.get(c[1])) for r in rows}) > 1)
     at = next(i for i, c in enumerate(always) if c[1] == "improvement") + 1
     return always[:at] + differing + always[at:]
-
-
-def best_of(results: list[dict[str, Any]]) -> frozenset[str]:
-    """The best experiment of each story (the report's rule)."""
-    return frozenset(best_by_story(results).values())
 
 
 class ResultsTable(DataTable[Text]):
@@ -140,7 +134,7 @@ class ResultsTable(DataTable[Text]):
             is_best = row.get("name") in self.best
             mark = "★" if is_best else " " if status == ev.DONE else STATUS_GLYPHS.get(status, "?")
             cells = []
-            for header, key, fmt, right in shown:
+            for _header, key, fmt, right in shown:
                 text = fmt(row.get(key))
                 if key in CLIP:
                     text = ellipsize(text if row.get(key) is not None else "", CLIP[key][0 if self.narrow else 1])

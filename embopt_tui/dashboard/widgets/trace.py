@@ -27,8 +27,17 @@ def signature(x: ExperimentView | None) -> tuple[object, ...]:
     if x is None:
         return ()
     return (
-        x.name, x.status, x.step, x.total, len(x.sims), x.init_sim, x.oracle_sim, x.text_sim, x.spec, x.result is None,
-    )  # fmt: skip
+        x.name,
+        x.status,
+        x.step,
+        x.total,
+        len(x.sims),
+        x.init_sim,
+        x.oracle_sim,
+        x.text_sim,
+        x.experiment,
+        x.result is None,
+    )
 
 
 class LiveView(Widget):
@@ -111,13 +120,20 @@ class LiveView(Widget):
 
     @staticmethod
     def _details(x: ExperimentView) -> str:
-        e = x.spec
+        e = x.experiment
         if e is None:
             return ""
         # the method's options that are not off (0, false): what makes this run different
         options = [f"{k} {v}" for k, v in dataclasses.asdict(e.options).items() if v not in (0, False)]
         if e.method == "gradient":
-            parts = [f'"{e.init}"', f"lr {e.lr:g}", f"{e.steps} steps", e.optimizer, e.objective.label, f"norm {e.norm}"]
+            parts = [
+                f'"{e.init}"',
+                f"lr {e.lr:g}",
+                f"{e.steps} steps",
+                e.optimizer,
+                e.objective.label,
+                f"norm {e.norm}",
+            ]
         else:
             parts = [e.method, f'"{e.init}"', f"{e.steps} steps", e.objective.label]
         return " · ".join(parts + ([f"bank {e.bank}"] if e.bank else []) + options)

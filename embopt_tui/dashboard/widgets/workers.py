@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from embopt_tui.cluster import Cluster
+from embopt_tui.cluster import summary
+from engine.rundir.fold import Workers
 
 
 class WorkersLine(Static):
@@ -17,12 +18,12 @@ class WorkersLine(Static):
         super().__init__(**kwargs)
         self.display = False
         self._last: str | None = None
-        self._cluster: Cluster | None = None
+        self._workers: Workers | None = None
 
-    def show(self, cluster: Cluster) -> None:
-        self._cluster = cluster
+    def show(self, workers: Workers) -> None:
+        self._workers = workers
         room = self.content_size.width - len(self.LABEL) if self.content_size.width else None
-        text = cluster.summary(room)
+        text = summary(workers, room)
         if text == self._last:
             return
         self._last = text
@@ -30,5 +31,5 @@ class WorkersLine(Static):
         self.update(Text.assemble((self.LABEL, "bold"), (text, ""), no_wrap=True, overflow="ellipsis"))
 
     def on_resize(self) -> None:  # what fits depends on this line's own width (see STYLE.md, "Learned here")
-        if self._cluster is not None:
-            self.show(self._cluster)
+        if self._workers is not None:
+            self.show(self._workers)

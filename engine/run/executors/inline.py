@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from engine import events as ev
+from engine.methods.method import Command
 from engine.run.backend import Models, ready
 from engine.run.batches import run_batch
 from engine.run.queue import Queue
-from engine.methods.method import Command
 from engine.run.threads import apply_thread_limit
 from engine.spec import Backend
 from engine.text import one_line

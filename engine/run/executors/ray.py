@@ -41,9 +41,10 @@ import sys
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from engine import events as ev
 from engine.results import result_row
@@ -111,7 +112,7 @@ class _RayLog:
         self.saved: dict[str, tuple[list[logging.Handler], bool]] = {}
         self.printer: Any = None
 
-    def __enter__(self) -> "_RayLog":
+    def __enter__(self) -> _RayLog:
         import ray._private.worker as ray_worker
 
         for name in self.LOGGERS:
@@ -250,9 +251,12 @@ def _start_reaper(temp_dir: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     subprocess.Popen(
         [sys.executable, "-m", "engine.run.executors.reaper", str(os.getpid()), temp_dir],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,  # a Ctrl+C to the terminal's process group is the driver's to handle, not its
-    )  # fmt: skip
+    )
 
 
 def stop_cluster(temp_dir: str | None, log_dir: Path | None) -> None:

@@ -15,7 +15,8 @@ import os
 import socket
 import threading
 from collections import deque
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import ray
 
