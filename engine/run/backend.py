@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,19 @@ class Models:
     seconds: float
     predictor_dir: str | None = None  # the directory loaded (a hub id's cache snapshot)
     predictor_revision: str | None = None  # commit hash of that snapshot, when it came from the hub
+
+    def encode(self, sentences: Sequence[str]) -> Any:
+        """[N, D] float32 sentence embeddings (no gradients)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.space.encode(list(sentences)).float().clone()
+
+    def decode(self, vectors: Any, beam_size: int = 1) -> list[str]:
+        """The text of each vector [N, D] (or [D])."""
+        from engine.scoring.scorer import decode_unique
+
+        return decode_unique(self.space, vectors.reshape(-1, vectors.shape[-1]), beam_size)
 
 
 _models: dict[Backend, Models] = {}

@@ -63,6 +63,21 @@ class Session:
         return session
 
     @classmethod
+    def from_spec(
+        cls,
+        spec: Spec,
+        runs_dir: str | Path = "runs",
+        *,
+        steering: Steering | None = None,
+        on_event: Consumer | None = None,
+    ) -> Session:
+        """A run of an already validated spec (the Python front door): its text is the run directory's config.toml."""
+        session = cls(spec, RunStore.create(spec.path, runs_dir, spec.text), resumed=False, steering=steering)
+        if on_event is not None:
+            session.subscribe(on_event)
+        return session
+
+    @classmethod
     def resume(
         cls,
         run_dir: str | Path,

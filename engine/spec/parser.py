@@ -15,23 +15,21 @@ fairseq2, not even ``engine.models.predictor``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.banks.source import BANK_CORPUS, bank_source_problem, resolve_bank_path
 from engine.methods import METHODS, methods_with, option_field, option_keys
-from engine.methods.gradient import GradientOptions
 from engine.methods.method import Invalid
 from engine.models.predictor_dir import HUB_ID_FORM, parse_hub_id, predictor_dir_problem
 from engine.scoring.terms import SOLO_TERMS, TERMS
+from engine.spec.config import Backend, Executor, Experiment, Objective, Spec, Story
+from engine.spec.where import At, LineFinder, SpecError, choices, describe, key_label, suggest
 
 OPTIMIZERS = ("adam", "sgd")
 OBJECTIVES, SOLO_OBJECTIVES = TERMS, SOLO_TERMS
@@ -76,145 +74,6 @@ DEFAULTABLE_KEYS = (
     *option_keys(),
 )
 EXPERIMENT_KEYS = ("name", *DEFAULTABLE_KEYS)
-
-# Names people reach for from other tools; used only to suggest the real key.
-_ALIASES = {
-    "learning_rate": "lr",
-    "step_size": "lr",
-    "num_steps": "steps",
-    "n_steps": "steps",
-    "iterations": "steps",
-    "iters": "steps",
-    "max_steps": "steps",
-    "optim": "optimizer",
-    "loss": "objective",
-    "init_text": "init",
-    "initial": "init",
-    "beam": "beam_size",
-    "num_beams": "beam_size",
-    "random_seed": "seed",
-    "radius": "norm",
-    "projection": "norm",
-    "decode_interval": "decode_every",
-    "target": "targets",
-    "target_index": "targets",
-    "optimize_index": "optimize",
-    "sentence": "sentences",
-    "text": "sentences",
-    "prefix": "context",
-    "predictor_path": "predictor",
-    "model": "predictor",
-    "experiment": "experiments",
-    "story": "stories",
-    "default": "defaults",
-    "precision": "dtype",
-    "backend_kind": "kind",
-    "type": "kind",
-    "algorithm": "method",
-    "search": "method",
-    "sentences_file": "bank",
-    "corpus": "bank",
-    "k": "top_k",
-    "snap": "snap_every",
-    "num_workers": "workers",
-    "num_gpus": "gpus_per_worker",
-    "retries": "max_attempts",
-    "batch_size": "search_width",
-    "width": "search_width",
-    "project_nearest": "nearest",
-}
-
-
-class SpecError(Exception):
-    """A config problem: ``str(err)`` is the one line shown to users."""
-
-    def __init__(self, path: str | Path, where: str, message: str, line: int | None = None):
-        self.path = str(path)
-        self.where = where  # key path such as "experiments[2] (lower_lr).lr", or "" for file-level errors
-        self.message = " ".join(message.splitlines())  # one line, whatever the value quoted in it
-        self.line = line
-        location = self.path if line is None else f"{self.path}:{line}"
-        super().__init__(f"{location}: {where + ': ' if where else ''}{self.message}")
-
-
-@dataclass(frozen=True)
-class Backend:
-    kind: str = "mini"  # "mini" | "sonar"
-    encoder: str = "embopt_mini_encoder"  # fairseq2 card name
-    decoder: str = "embopt_mini_decoder"  # fairseq2 card name
-    tokenizer: str = "embopt_mini_encoder"  # card whose tokenizer is used
-    # SONAR-LLM directory (absolute), or a hub id "owner/name[@revision]"; None = the shipped mini predictor
-    predictor: str | None = None
-    device: str = "auto"
-    dtype: str = "float32"
-
-
-@dataclass(frozen=True)
-class Executor:
-    """Where batches run: in the engine thread ("inline") or on a Ray cluster ("ray", engine/run/executors/ray.py)."""
-
-    kind: str = "inline"  # "inline" | "ray"
-    address: str = ""  # ray: "" = a private local cluster; "auto" or "host:port" = join an existing one
-    workers: int = 0  # ray: 0 = one per GPU (one per CPU core on a machine without GPUs)
-    gpus_per_worker: float = 1.0  # ray: GPUs each worker holds where the cluster has GPUs (0.5 packs two per GPU)
-    max_attempts: int = 3  # ray: runs of a batch whose worker died, before its experiments fail
-
-
-@dataclass(frozen=True)
-class Story:
-    name: str
-    sentences: tuple[str, ...]
-    optimize: int = 0  # index of the sentence replaced by z
-    targets: tuple[int, ...] = (1,)  # indices of the sentences scored, each > optimize
-    context: tuple[str, ...] = ()  # sentences put before the story, e.g. "Begin of text."
-
-
-@dataclass(frozen=True)
-class Objective:
-    """A weighted sum of terms, e.g. (("cosine", 1.0), ("decoder_ce", 0.1)).
-
-    Terms come in the order of ``OBJECTIVES`` and zero weights are dropped, so
-    equal objectives compare equal however the config wrote them.
-    """
-
-    weights: tuple[tuple[str, float], ...] = (("cosine", 1.0),)
-
-    @property
-    def label(self) -> str:
-        if len(self.weights) == 1 and self.weights[0][1] == 1.0:
-            return self.weights[0][0]
-        return "+".join(f"{w:g}*{name}" for name, w in self.weights)
-
-
-@dataclass(frozen=True)
-class Experiment:
-    name: str
-    init: str
-    story: str = "lily"
-    lr: float = 0.02
-    steps: int = 100
-    optimizer: str = "adam"
-    objective: Objective = Objective()
-    norm: str | float = "reference"  # "reference" | "none" | a positive number
-    decode_every: int = 10
-    beam_size: int = 1
-    seed: int = 0
-    method: str = "gradient"  # a name of engine.methods.METHODS
-    bank: str | None = None  # "corpus" or the absolute path of a sentence file
-    options: Any = GradientOptions()  # the method's options (its METHOD.options dataclass)
-
-
-@dataclass(frozen=True)
-class Spec:
-    path: Path
-    backend: Backend
-    stories: Mapping[str, Story]
-    experiments: tuple[Experiment, ...]
-    text: str = field(default="", repr=False, compare=False)  # the TOML exactly as validated
-    executor: Executor = Executor()
-
-    def story_of(self, experiment: Experiment) -> Story:
-        return self.stories[experiment.story]
 
 
 def load_spec(path: str | Path, *, base_dir: str | Path | None = None) -> Spec:
@@ -261,182 +120,66 @@ def _syntax_error(path: Path, text: str, err: tomllib.TOMLDecodeError) -> SpecEr
     return SpecError(path, "", f"invalid TOML: {message}")
 
 
-# --- where an error is ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _At:
-    """A key path as shown to users (``label``) and as the line finder looks it up (``parts``)."""
-
-    label: str
-    parts: tuple[str | int, ...] = ()
-
-    def key(self, name: str) -> _At:
-        shown = _key_label(name)
-        return _At(f"{self.label}.{shown}" if self.label else shown, self.parts + (name,))
-
-    def item(self, index: int) -> _At:
-        return _At(f"{self.label}[{index}]", self.parts)  # list items share their key's line
-
-
-def _key_label(name: str) -> str:
-    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
-
-
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
-
-
-class _LineFinder:
-    """Finds the line of a key by a light scan of the text, not a TOML parse.
-
-    Headers (``[backend]``, ``[stories.lily]``, the Nth ``[[experiments]]``)
-    delimit sections; inside the section a key path points into, the first
-    line starting with ``key =`` (or a dotted ``a.b =``) is the answer. When
-    the key is not written there (a missing key, an inline table), the
-    section's header line is. Header-like lines inside multi-line strings
-    can fool it; the line is a hint, the key path is the truth.
-    """
-
-    def __init__(self, text: str):
-        self.lines = text.splitlines()
-        self.headers: dict[tuple[str | int, ...], int] = {}
-        seen: dict[tuple[str | int, ...], int] = {}
-        for index, line in enumerate(self.lines):
-            match = _HEADER.match(line)
-            if not match:
-                continue
-            parts: tuple[str | int, ...] = tuple(p.strip().strip("\"'") for p in match.group(2).split("."))
-            if match.group(1) == "[[":
-                count = seen.get(parts, 0)
-                seen[parts] = count + 1
-                parts = (*parts, count)
-            self.headers.setdefault(parts, index)
-        self.starts = sorted(self.headers.values())
-
-    def line(self, parts: tuple[str | int, ...]) -> int | None:
-        for cut in range(len(parts), -1, -1):
-            head, rest = parts[:cut], parts[cut:]
-            if head and head not in self.headers:
-                continue
-            begin = self.headers[head] + 1 if head else 0
-            end = next((s for s in self.starts if s >= begin), len(self.lines))
-            keys = []
-            for part in rest:
-                if isinstance(part, int):
-                    break
-                keys.append(part)
-            for n in range(len(keys), 0, -1):
-                found = self._find_key(keys[:n], begin, end)
-                if found is not None:
-                    return found
-            if head:
-                return self.headers[head] + 1
-        return None
-
-    def _find_key(self, keys: list[str], begin: int, end: int) -> int | None:
-        quoted = [rf"(?:{re.escape(k)}|\"{re.escape(k)}\"|'{re.escape(k)}')" for k in keys]
-        pattern = re.compile(r"\s*" + r"\s*\.\s*".join(quoted) + r"\s*=")
-        for index in range(begin, end):
-            if pattern.match(self.lines[index]):
-                return index + 1
-        return None
-
-
-# --- validation ------------------------------------------------------------------------------------------
-
-
-def _describe(value: Any) -> str:
-    """A value as TOML would write it, prefixed by its TOML type, kept short."""
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"float {value!r}"
-    if isinstance(value, str):
-        shown = json.dumps(value, ensure_ascii=False)
-        return f"string {shown if len(shown) <= 40 else shown[:36] + '...' + chr(34)}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return f"a date/time {value}"
-
-
-def _choices(options: tuple[str, ...]) -> str:
-    return ", ".join(f'"{o}"' for o in options)
-
-
-def suggest(key: str, allowed: tuple[str, ...] | list[str]) -> str | None:
-    """The allowed key closest to a misspelt or foreign one, if any is close."""
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    if close:
-        return close[0]
-    aliases = {alias: real for alias, real in _ALIASES.items() if real in allowed}
-    close = difflib.get_close_matches(key.lower(), list(aliases), n=1, cutoff=0.75)
-    return aliases[close[0]] if close else None
-
-
 class _Parser:
     def __init__(self, path: Path, text: str, base_dir: Path):
         self.path = path
         self.text = text
         self.base_dir = base_dir
-        self.finder = _LineFinder(text)
+        self.finder = LineFinder(text)
         self.stories: dict[str, Story] = {}
 
-    def fail(self, at: _At, message: str) -> SpecError:
+    def fail(self, at: At, message: str) -> SpecError:
         return SpecError(self.path, at.label, message, self.finder.line(at.parts))
 
     # --- generic checks --------------------------------------------------------------------------------
 
-    def known_keys(self, table: dict[str, Any], at: _At, allowed: tuple[str, ...]) -> None:
+    def known_keys(self, table: dict[str, Any], at: At, allowed: tuple[str, ...]) -> None:
         for key in table:
             if key not in allowed:
                 hint = suggest(key, allowed)
                 tail = f"(did you mean '{hint}'?)" if hint else f"(allowed: {', '.join(allowed)})"
                 raise SpecError(self.path, at.label, f"unknown key '{key}' {tail}", self.finder.line(at.key(key).parts))
 
-    def table(self, value: Any, at: _At, written: str) -> dict[str, Any]:
+    def table(self, value: Any, at: At, written: str) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise self.fail(at, f"must be a table, written {written}; got {_describe(value)}")
+            raise self.fail(at, f"must be a table, written {written}; got {describe(value)}")
         return value
 
-    def text_value(self, value: Any, at: _At) -> str:
+    def text_value(self, value: Any, at: At) -> str:
         if not isinstance(value, str):
-            raise self.fail(at, f"must be a string, got {_describe(value)}")
+            raise self.fail(at, f"must be a string, got {describe(value)}")
         if not value.strip():
             raise self.fail(at, "must be non-empty text")
         return value
 
-    def choice(self, value: Any, at: _At, options: tuple[str, ...]) -> str:
+    def choice(self, value: Any, at: At, options: tuple[str, ...]) -> str:
         if not isinstance(value, str) or value not in options:
-            raise self.fail(at, f"must be one of {_choices(options)}; got {_describe(value)}")
+            raise self.fail(at, f"must be one of {choices(options)}; got {describe(value)}")
         return value
 
-    def number(self, value: Any, at: _At, *, minimum: float, strict: bool) -> float:
+    def number(self, value: Any, at: At, *, minimum: float, strict: bool) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(at, f"must be a number, got {_describe(value)}")
+            raise self.fail(at, f"must be a number, got {describe(value)}")
         if not math.isfinite(value):
-            raise self.fail(at, f"must be a finite number, got {_describe(value)}")
+            raise self.fail(at, f"must be a finite number, got {describe(value)}")
         if value < minimum or (strict and value == minimum):
             raise self.fail(at, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
         return float(value)
 
-    def integer(self, value: Any, at: _At, *, minimum: int, maximum: int | None = None) -> int:
+    def integer(self, value: Any, at: At, *, minimum: int, maximum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(at, f"must be an integer, got {_describe(value)}")
+            raise self.fail(at, f"must be an integer, got {describe(value)}")
         if value < minimum:
             raise self.fail(at, f"must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:
             raise self.fail(at, f"must be <= {maximum:_}, got {value}")
         return value
 
-    def text_list(self, value: Any, at: _At, *, min_len: int) -> tuple[str, ...]:
+    def text_list(self, value: Any, at: At, *, min_len: int) -> tuple[str, ...]:
         if not isinstance(value, list):
-            raise self.fail(at, f"must be an array of strings, got {_describe(value)}")
+            raise self.fail(at, f"must be an array of strings, got {describe(value)}")
         if len(value) < min_len:
             raise self.fail(at, f"needs at least {min_len} sentences, got {len(value)}")
         return tuple(self.text_value(item, at.item(i)) for i, item in enumerate(value))
@@ -444,7 +187,7 @@ class _Parser:
     # --- sections ------------------------------------------------------------------------------------------
 
     def spec(self, data: dict[str, Any]) -> Spec:
-        root = _At("")
+        root = At("")
         self.known_keys(data, root, TOP_KEYS)
         backend = self.backend(self.table(data.get("backend"), root.key("backend"), "[backend]"), root.key("backend"))
         self.stories = self.parse_stories(data.get("stories"), root.key("stories"))
@@ -457,13 +200,11 @@ class _Parser:
         executor = self.executor(self.table(data.get("executor"), at, "[executor]"), at)
         return Spec(self.path, backend, self.stories, experiments, self.text, executor)
 
-    def executor(self, raw: dict[str, Any], at: _At) -> Executor:
+    def executor(self, raw: dict[str, Any], at: At) -> Executor:
         self.known_keys(raw, at, EXECUTOR_KEYS)
         address = raw.get("address", "")
         if not isinstance(address, str):
-            raise self.fail(
-                at.key("address"), f'must be a string ("", "auto" or "host:port"), got {_describe(address)}'
-            )
+            raise self.fail(at.key("address"), f'must be a string ("", "auto" or "host:port"), got {describe(address)}')
         return Executor(
             kind=self.choice(raw.get("kind", "inline"), at.key("kind"), EXECUTORS),
             address=address.strip(),
@@ -474,7 +215,7 @@ class _Parser:
             max_attempts=self.integer(raw.get("max_attempts", 3), at.key("max_attempts"), minimum=1),
         )
 
-    def backend(self, raw: dict[str, Any], at: _At) -> Backend:
+    def backend(self, raw: dict[str, Any], at: At) -> Backend:
         self.known_keys(raw, at, BACKEND_KEYS)
         kind = self.choice(raw.get("kind", "mini"), at.key("kind"), BACKENDS)
         cards = {
@@ -494,7 +235,7 @@ class _Parser:
         dtype = self.choice(raw.get("dtype", "float32"), at.key("dtype"), DTYPES)
         return Backend(kind, predictor=predictor, device=device, dtype=dtype, **cards)
 
-    def predictor(self, value: Any, at: _At) -> str:
+    def predictor(self, value: Any, at: At) -> str:
         """An absolute directory, or a hub id kept as written (resolved when the engine loads it)."""
         written = self.text_value(value, at)
         directory = Path(os.path.expanduser(written))
@@ -511,16 +252,16 @@ class _Parser:
             raise self.fail(at, f"{shown}: {problem}")
         return str(directory)
 
-    def parse_stories(self, raw: Any, at: _At) -> dict[str, Story]:
+    def parse_stories(self, raw: Any, at: At) -> dict[str, Story]:
         if raw is None or raw == {}:
-            raise self.fail(_At(""), "no stories: add a [stories.NAME] table with its sentences")
+            raise self.fail(At(""), "no stories: add a [stories.NAME] table with its sentences")
         stories = self.table(raw, at, "[stories.NAME]")
         return {name: self.story(name, value, at.key(name)) for name, value in stories.items()}
 
-    def story(self, name: str, value: Any, at: _At) -> Story:
+    def story(self, name: str, value: Any, at: At) -> Story:
         if not name.strip():
             raise self.fail(at, "a story needs a non-empty name")
-        raw = self.table(value, at, f"[stories.{_key_label(name)}]")
+        raw = self.table(value, at, f"[stories.{key_label(name)}]")
         self.known_keys(raw, at, STORY_KEYS)
         if "sentences" not in raw:
             raise self.fail(at, "missing required key 'sentences'")
@@ -538,16 +279,16 @@ class _Parser:
         context = self.text_list(raw.get("context", []), at.key("context"), min_len=0)
         return Story(name, sentences, optimize, targets, context)
 
-    def index(self, value: Any, at: _At, last: int) -> int:
+    def index(self, value: Any, at: At, last: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(at, f"must be a sentence index (an integer), got {_describe(value)}")
+            raise self.fail(at, f"must be a sentence index (an integer), got {describe(value)}")
         if not 0 <= value <= last:
             raise self.fail(at, f"index {value} is outside the story (sentences 0..{last})")
         return value
 
-    def targets(self, value: Any, at: _At, optimize: int, last: int) -> tuple[int, ...]:
+    def targets(self, value: Any, at: At, optimize: int, last: int) -> tuple[int, ...]:
         if not isinstance(value, list):
-            raise self.fail(at, f"must be an array of sentence indices, got {_describe(value)}")
+            raise self.fail(at, f"must be an array of sentence indices, got {describe(value)}")
         if not value:
             raise self.fail(at, "must list at least one sentence index")
         targets: list[int] = []
@@ -565,7 +306,7 @@ class _Parser:
             targets.append(index)
         return tuple(targets)
 
-    def setting(self, key: str, value: Any, at: _At) -> Any:
+    def setting(self, key: str, value: Any, at: At) -> Any:
         """One per-experiment setting, checked where it is written (an experiment or [defaults])."""
         if key == "story":
             name = self.text_value(value, at)
@@ -592,7 +333,7 @@ class _Parser:
             if not isinstance(value, str) or value not in METHODS:
                 hint = suggest(value, METHOD_NAMES) if isinstance(value, str) else None
                 tail = f" (did you mean '{hint}'?)" if hint else ""
-                raise self.fail(at, f"must be one of {_choices(METHOD_NAMES)}; got {_describe(value)}{tail}")
+                raise self.fail(at, f"must be one of {choices(METHOD_NAMES)}; got {describe(value)}{tail}")
             return value
         if key == "bank":
             written = self.text_value(value, at)
@@ -602,13 +343,13 @@ class _Parser:
             return written if written == BANK_CORPUS else str(resolve_bank_path(written, self.base_dir).absolute())
         return self.option(key, value, at)
 
-    def option(self, key: str, value: Any, at: _At) -> Any:
+    def option(self, key: str, value: Any, at: At) -> Any:
         """A method option, checked by the type and minimum its dataclass field declares."""
         spec = option_field(key)
         minimum, maximum = spec.metadata.get("minimum"), spec.metadata.get("maximum")
         if spec.type in (bool, "bool"):
             if not isinstance(value, bool):
-                raise self.fail(at, f"must be true or false, got {_describe(value)}")
+                raise self.fail(at, f"must be true or false, got {describe(value)}")
             return value
         if spec.type in (float, "float"):
             number = self.number(value, at, minimum=minimum if minimum is not None else -math.inf, strict=False)
@@ -618,7 +359,7 @@ class _Parser:
             raise self.fail(at, f"must be <= {maximum:g}, got {value!r}")
         return number
 
-    def objective(self, value: Any, at: _At) -> Objective:
+    def objective(self, value: Any, at: At) -> Objective:
         if value == "cycle":
             raise self.fail(at, "cycle alone has no target: add it to another term, e.g. {cosine = 1.0, cycle = 0.5}")
         if isinstance(value, str):
@@ -626,8 +367,8 @@ class _Parser:
         if not isinstance(value, dict):
             raise self.fail(
                 at,
-                f"must be one of {_choices(SOLO_OBJECTIVES)} or a table of weights such as "
-                f"{{cosine = 1.0, decoder_ce = 0.1}}; got {_describe(value)}",
+                f"must be one of {choices(SOLO_OBJECTIVES)} or a table of weights such as "
+                f"{{cosine = 1.0, decoder_ce = 0.1}}; got {describe(value)}",
             )
         self.known_keys(value, at, OBJECTIVES)
         weights = {name: self.number(w, at.key(name), minimum=0, strict=False) for name, w in value.items()}
@@ -635,42 +376,42 @@ class _Parser:
             raise self.fail(at, "needs at least one weight > 0 on a term other than cycle")
         return Objective(tuple((name, weights[name]) for name in OBJECTIVES if weights.get(name, 0) > 0))
 
-    def norm(self, value: Any, at: _At) -> str | float:
+    def norm(self, value: Any, at: At) -> str | float:
         if isinstance(value, str):
             if value in NORMS:
                 return value
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             return self.number(value, at, minimum=0, strict=True)
-        raise self.fail(at, f'must be "reference", "none" or a number > 0; got {_describe(value)}')
+        raise self.fail(at, f'must be "reference", "none" or a number > 0; got {describe(value)}')
 
     def experiments(self, raw: Any, settings: dict[str, Any]) -> tuple[Experiment, ...]:
-        at = _At("experiments", ("experiments",))
+        at = At("experiments", ("experiments",))
         if raw is None or raw == []:
-            raise self.fail(_At(""), "no experiments: add at least one [[experiments]] table")
+            raise self.fail(At(""), "no experiments: add at least one [[experiments]] table")
         if not isinstance(raw, list):
-            raise self.fail(at, f"must be an array of tables, written [[experiments]]; got {_describe(raw)}")
+            raise self.fail(at, f"must be an array of tables, written [[experiments]]; got {describe(raw)}")
         seen: dict[str, str] = {}
         experiments = []
         for i, value in enumerate(raw):
-            experiment = self.experiment(value, _At(f"experiments[{i}]", ("experiments", i)), settings)
+            experiment = self.experiment(value, At(f"experiments[{i}]", ("experiments", i)), settings)
             if experiment.name in seen:
                 label = f"experiments[{i}] ({experiment.name})"
-                where = _At(f"{label}.name", ("experiments", i, "name"))
+                where = At(f"{label}.name", ("experiments", i, "name"))
                 raise self.fail(where, f"duplicate experiment name '{experiment.name}' (also {seen[experiment.name]})")
             seen[experiment.name] = f"experiments[{i}]"
             experiments.append(experiment)
         return tuple(experiments)
 
-    def experiment(self, value: Any, at: _At, settings: dict[str, Any]) -> Experiment:
+    def experiment(self, value: Any, at: At, settings: dict[str, Any]) -> Experiment:
         raw = self.table(value, at, "[[experiments]]")
         if "name" not in raw:
             raise self.fail(at, "missing required key 'name'")
         name = self.text_value(raw["name"], at.key("name"))
         if name != name.strip() or re.search(r"[/\\\x00-\x1f\x7f]", name):
             raise self.fail(
-                at.key("name"), f"must have no surrounding spaces, slashes or control characters; got {_describe(name)}"
+                at.key("name"), f"must have no surrounding spaces, slashes or control characters; got {describe(name)}"
             )
-        at = _At(f"{at.label} ({name})", at.parts)
+        at = At(f"{at.label} ({name})", at.parts)
         self.known_keys(raw, at, EXPERIMENT_KEYS)
         values = dict(settings)
         values.update({key: self.setting(key, v, at.key(key)) for key, v in raw.items() if key != "name"})
@@ -684,7 +425,7 @@ class _Parser:
             values["story"] = next(iter(self.stories))
         return self.with_method(values, raw, at, name)
 
-    def with_method(self, values: dict[str, Any], raw: dict[str, Any], at: _At, name: str) -> Experiment:
+    def with_method(self, values: dict[str, Any], raw: dict[str, Any], at: At, name: str) -> Experiment:
         """Split the method's options from the other settings and check the method's own rules."""
         method = METHODS[values.get("method", "gradient")]
         fields = method.option_fields()

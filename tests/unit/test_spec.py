@@ -1,4 +1,4 @@
-"""experiments.toml parsing and validation (engine/spec.py): pure Python, no torch."""
+"""experiments.toml parsing and validation (engine/spec/): pure Python, no torch."""
 
 from __future__ import annotations
 
