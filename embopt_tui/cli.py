@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--check", action="store_true", help="validate CONFIG and exit")
     parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="with --check: also find every model file the backend needs (caches included), downloading nothing",
+    )
+    parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue an interrupted or killed run in its own directory"
     )
     parser.add_argument(
@@ -67,13 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_report_parser() -> argparse.ArgumentParser:
-    from engine.rundir.report import FORMATS
+    from engine.rundir.report import FORMATS, GROUPINGS
 
     parser = argparse.ArgumentParser(
         prog=f"{PROG} report", description="Print the results of one or more runs (several: side by side)."
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument(
+        "--group",
+        choices=GROUPINGS,
+        help="one row per experiment (its repeats together), method or objective: n, mean ± std",
+    )
     parser.add_argument(
         "--plot",
         action="store_true",
@@ -132,7 +142,7 @@ def report_command(argv: list[str]) -> int:
         return ExitCode.USAGE
     width = shutil.get_terminal_size().columns if args.format == "table" and sys.stdout.isatty() else None
     try:
-        sys.stdout.write(plots(runs) if args.plot else render(runs, args.format, width))
+        sys.stdout.write(plots(runs) if args.plot else render(runs, args.format, width, args.group))
         sys.stdout.flush()
     except BrokenPipeError:  # `report ... | head`
         _silence_stdout()
@@ -184,15 +194,17 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         error(str(err))
         return ExitCode.USAGE
     config = Path(args.config or DEFAULT_CONFIG)
+    if args.deep and not args.check:
+        parser.error("--deep goes with --check")
     if args.check:
-        return check(config)
+        return check(config, deep=args.deep)
     executor = (args.executor, args.address)
     if args.no_ui:
         return headless(config, args.runs_dir, args.resume, executor)
     return dashboard(config, args.runs_dir, args.resume, executor)
 
 
-def check(config: Path) -> int:
+def check(config: Path, deep: bool = False) -> int:
     from engine.spec import SpecError, load_spec
 
     try:
@@ -205,7 +217,26 @@ def check(config: Path) -> int:
         f"ok: {n} experiment{'s' * (n != 1)}, {s} stor{'ies' if s != 1 else 'y'}, "
         f"backend {spec.backend.kind} on {spec.backend.device} ({config})"
     )
-    return ExitCode.OK
+    return deep_check(spec.backend) if deep else ExitCode.OK
+
+
+def deep_check(backend) -> int:
+    """Every model file the backend needs, found or not, then one line naming all that is missing."""
+    from engine.run.doctor import diagnose
+
+    print("checking the models' files (no download; fairseq2 and sonar load, ~10 s)", flush=True)
+    pieces = diagnose(backend)
+    for piece in pieces:
+        print(f"  {'ok     ' if piece.ok else 'MISSING'}  {piece.what}: {piece.detail}")
+    missing = [p for p in pieces if not p.ok]
+    if not missing:
+        print("ok: every model file is here")
+        return ExitCode.OK
+    fixes = list(dict.fromkeys(p.fix for p in missing if p.fix))
+    error(
+        f"not ready to run: {', '.join(p.what for p in missing)}" + (f". To fix: {'; '.join(fixes)}" if fixes else "")
+    )
+    return ExitCode.FAILED
 
 
 def _prepare(config: Path, runs_dir: str, resume: str | None):

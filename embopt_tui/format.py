@@ -80,3 +80,11 @@ def duration(seconds: float | None) -> str:
 
 def ellipsize(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def out_of_domain(check: ev.StoryChecked) -> str:
+    """The warning for a story the models do not seem to know, with its figures (both faces say it so)."""
+    return (
+        f"only {check.exact} of its {check.sentences} sentences come back from encode -> decode"
+        f" (mean cos {check.mean_sim:.3f}): the models may not know this text, and its scores may mean little"
+    )

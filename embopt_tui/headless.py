@@ -21,10 +21,11 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from embopt_tui.cluster import worker_line
-from embopt_tui.format import STATUS_GLYPHS, STATUS_STYLES  # the dashboard's marks, without Textual
+from embopt_tui.format import STATUS_GLYPHS, STATUS_STYLES, out_of_domain  # the dashboard's marks, no Textual
 from engine import events as ev
 from engine.run.session import Session
 from engine.rundir import report
+from engine.rundir.columns import number, uses
 from engine.rundir.fold import WORKER_EVENTS, ExperimentProgress, RunProgress
 
 PROGRESS_EVERY = 5.0  # seconds between plain progress lines
@@ -47,13 +48,20 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
             outcome["error"] = err
             outcome["trace"] = traceback.format_exc()
 
-    restore = install_stop_signals(session, view.say, view.abort)
+    worker = threading.Thread(target=work, name="engine", daemon=True)
+    progress = session.store.progress
+
+    def loading() -> bool:
+        return worker.is_alive() and progress.backend is None and not progress.running
+
+    restore = install_stop_signals(session, view.say, view.abort, loading)
     try:  # the handlers stay until the table is out: a late Ctrl+C still means "exit 130 now"
-        worker = threading.Thread(target=work, name="engine", daemon=True)
         try:
             worker.start()
             while worker.is_alive():
                 worker.join(0.2)  # short waits: signal handlers run between them
+        except StoppedWhileLoading:  # nothing ran: end now rather than after the imports (the thread is a daemon)
+            session.store.emergency_flush()
         finally:
             _quietly(view.close)
         results = session.store.results()
@@ -67,8 +75,15 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
         restore()
 
 
+class StoppedWhileLoading(Exception):
+    """Raised in the main thread by the first stop signal while the models still load."""
+
+
 def install_stop_signals(
-    session: Session, say: Callable[[str], None], abort: Callable[[], None] = lambda: None
+    session: Session,
+    say: Callable[[str], None],
+    abort: Callable[[], None] = lambda: None,
+    loading: Callable[[], bool] = lambda: False,
 ) -> Callable[[], None]:
     """First signal: stop between steps.
 
@@ -76,7 +91,12 @@ def install_stop_signals(
     """
 
     def handler(signum: int, frame: Any) -> None:
-        if session.steering.request_stop() == 1:
+        first = session.steering.request_stop() == 1
+        if first and loading():
+            # Still loading the models (an import can take seconds): nothing runs, so nothing is lost by ending now.
+            _quietly(lambda: say(f"{signal.Signals(signum).name}: stopped while loading the models; nothing had run"))
+            raise StoppedWhileLoading
+        if first:
             name = signal.Signals(signum).name
             _quietly(
                 lambda: say(f"{name}: stopping after the current step (saved as interrupted); again to force exit")
@@ -142,6 +162,8 @@ def log_line(event: ev.Event) -> tuple[str, str | None] | None:
         return finished_line(event), None
     if isinstance(event, ev.ConfigRejected):
         return f"config change ignored: {event.error}", WARNING
+    if isinstance(event, ev.StoryChecked) and event.out_of_domain:
+        return f"story {event.story}: {out_of_domain(event)}", WARNING
     if isinstance(event, WORKER_EVENTS):
         return worker_line(event), None
     if isinstance(event, ev.RunFinished):
@@ -150,25 +172,28 @@ def log_line(event: ev.Event) -> tuple[str, str | None] | None:
 
 
 def finished_line(event: ev.ExperimentFinished) -> str:
+    """What ended and what it found: the scores, the best real sentence whole, and the objective's own number."""
     r = event.result
     if event.status == ev.DONE:
-        text = (
-            f"done {event.name}: sim {_f(r.get('init_sim'))} -> {_f(r.get('final_sim'))} "
-            f"({_f(r.get('improvement'), signed=True)}), oracle {_f(r.get('oracle_sim'))}, "
-            f"round-trip {_f(r.get('roundtrip_sim'))}"
-        )
+        if uses(r, "init"):
+            gain = number(r.get("improvement"), signed=True)
+            scores = [f"sim {number(r.get('init_sim'))} -> {number(r.get('final_sim'))} ({gain})"]
+        else:
+            scores = [f"sim {number(r.get('final_sim'))}"]
+        if r.get("text") is not None:
+            scores.append(f'text {number(r.get("text_sim"))} "{r.get("text")}"')
+        if r.get("objective") not in (None, "cosine") and r.get("final_loss") is not None:
+            scores.append(f"{r.get('objective')} {number(r.get('init_loss'))} -> {number(r.get('final_loss'))}")
+        scores.append(f"oracle {number(r.get('oracle_sim'))}")
+        if r.get("roundtrip_sim") is not None:
+            scores.append(f"round-trip {number(r.get('roundtrip_sim'))}")
+        line = f"done {event.name}: " + ", ".join(scores)
     elif event.status == ev.FAILED:
-        text = f"failed {event.name}: {r.get('error') or 'unknown error'}"
+        line = f"failed {event.name}: {r.get('error') or 'unknown error'}"
     else:
-        text = f"{event.status} {event.name} at step {r.get('steps_done', '?')}/{r.get('steps', '?')}"
+        line = f"{event.status} {event.name} at step {r.get('steps_done', '?')}/{r.get('steps', '?')}"
     seconds = r.get("seconds")
-    return text + (f" in {seconds:.1f}s" if isinstance(seconds, (int, float)) else "")
-
-
-def _f(value: Any, signed: bool = False) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return "-"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
+    return line + (f" in {seconds:.1f}s" if isinstance(seconds, (int, float)) else "")
 
 
 class PlainView:

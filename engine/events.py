@@ -95,6 +95,24 @@ class BankLoading(Event):
 
 
 @dataclass(frozen=True)
+class StoryChecked(Event):
+    """A story's own sentences through encode -> decode, once per run: how many come back exactly, how close.
+
+    Most not coming back says the models do not know this text: every score on this story may mean little.
+    """
+
+    kind: ClassVar[str] = "story_checked"
+    story: str
+    sentences: int
+    exact: int  # sentences whose decode is the sentence itself
+    mean_sim: float  # mean cosine of E(s) with E(D(E(s)))
+
+    @property
+    def out_of_domain(self) -> bool:
+        return 2 * self.exact < self.sentences
+
+
+@dataclass(frozen=True)
 class QueueChanged(Event):
     """The whole queue after a change (start, live reload, status change)."""
 
@@ -228,6 +246,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BackendReady,
         BackendFailed,
         BankLoading,
+        StoryChecked,
         QueueChanged,
         ConfigRejected,
         ConfigApplied,

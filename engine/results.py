@@ -24,9 +24,10 @@ FINISHED = (DONE, FAILED, SKIPPED)
 # Statuses an ExperimentFinished event carries.
 ENDED = FINISHED + (INTERRUPTED,)
 
-# Field order of a results row; ``z`` lives in the embeddings file instead.
+# Field order of a results row; ``z`` and ``best_z`` live in the embeddings files instead.
 FIELDS = (
     "name",
+    "repeat_of",
     "init_text",
     "story",
     "method",
@@ -49,7 +50,11 @@ FIELDS = (
     "best_sim",
     "best_step",
     "improvement",
+    "init_loss",
+    "final_loss",
+    "best_loss",
     "oracle_sim",
+    "oracle_loss",
     "roundtrip_sim",
     "text_sim",
     "text",
@@ -75,9 +80,13 @@ class Row:
     experiment: Experiment
     steps: int
     status: str = PENDING
-    trajectory: list[float] = field(default_factory=list)
+    trajectory: list[float] = field(default_factory=list)  # mean similarity at step 0, 1, ...
+    losses: list[float] = field(default_factory=list)  # the objective after step 1, 2, ... (step 0: init_loss)
     init_sim: float | None = None
+    init_loss: float | None = None
     oracle_sim: float | None = None
+    oracle_loss: float | None = None  # the objective with the true sentence in z's place
+    start_text: str | None = None  # the text z started from, when not init as written (init = "bank")
     roundtrip_sim: float | None = None
     decoded_z: str | None = None
     decoded_predictions: list[str] = field(default_factory=list)
@@ -85,6 +94,7 @@ class Row:
     error: str | None = None
     seconds: float = 0.0
     z: list[float] | None = None
+    best_z: list[float] | None = None  # z at best_step, when it is not the final z
     # The honest score (engine.methods.batch): the best real sentence found and its score in z's place.
     text: str | None = None
     text_sim: float | None = None
@@ -100,11 +110,17 @@ class Row:
     def steps_done(self) -> int:
         return max(0, len(self.trajectory) - 1)
 
+    def record(self, sim: float, loss: float) -> None:
+        """The similarity and objective after one more step."""
+        self.trajectory.append(sim)
+        self.losses.append(loss)
+
 
 def settings(experiment: Experiment, story: Story) -> dict[str, Any]:
     """What the experiment was asked to do: the row's fields known before it runs."""
     return {
         "name": experiment.name,
+        "repeat_of": experiment.repeat_of,
         "init_text": experiment.init,
         "story": experiment.story,
         "lr": experiment.lr,
@@ -130,6 +146,7 @@ def result_row(experiment: Experiment, story: Story, status: str = PENDING, row:
     best = max(range(len(traj)), key=traj.__getitem__) if traj else None
     init = row.init_sim if row else None
     final = traj[-1] if traj and status != FAILED else None
+    losses = ([row.init_loss] if row.init_loss is not None else []) + row.losses if row else []
     out = {f: None for f in FIELDS if f != "best"}  # "best" compares rows: the store marks it
     out.update(settings(experiment, story))
     out.update(
@@ -140,7 +157,11 @@ def result_row(experiment: Experiment, story: Story, status: str = PENDING, row:
         best_sim=traj[best] if best is not None else None,
         best_step=best,
         improvement=final - init if final is not None and init is not None else None,
+        init_loss=row.init_loss if row else None,
+        final_loss=losses[-1] if losses and status != FAILED else None,
+        best_loss=min(losses) if losses else None,
         oracle_sim=row.oracle_sim if row else None,
+        oracle_loss=row.oracle_loss if row else None,
         roundtrip_sim=row.roundtrip_sim if row else None,
         text=row.text if row else None,
         text_sim=row.text_sim if row else None,
@@ -155,24 +176,30 @@ def result_row(experiment: Experiment, story: Story, status: str = PENDING, row:
         error=row.error if row else None,
         trajectory=list(traj),
         z=row.z if row else None,
+        best_z=row.best_z if row else None,
     )
+    if row is not None and row.start_text is not None:
+        out["init_text"] = row.start_text
     return out
 
 
-def best_by_story(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Per story, the done experiment with the highest final similarity.
+RANKINGS = ("text_sim", "final_sim")  # what "best" means: the best real sentence (default), or the continuous z
+
+
+def best_by_story(rows: Iterable[Mapping[str, Any]], rank_by: str = "text_sim") -> dict[str, str]:
+    """Per story, the done experiment with the highest ``rank_by``: the honest score by default.
 
     Only experiments of one story are compared: similarities to different
-    targets do not measure the same thing.
+    targets do not measure the same thing. Ties go to the earlier row.
     """
     best: dict[str, tuple[float, str]] = {}
     for row in rows:
-        sim = row.get("final_sim")
-        if row.get("status") != DONE or not _is_number(sim) or sim != sim:
+        score = row.get(rank_by)
+        if row.get("status") != DONE or not _is_number(score) or score != score:
             continue
         story = str(row.get("story") or "")
-        if story not in best or sim > best[story][0]:
-            best[story] = (float(sim), str(row["name"]))
+        if story not in best or score > best[story][0]:
+            best[story] = (float(score), str(row["name"]))
     return {story: name for story, (_, name) in best.items()}
 
 

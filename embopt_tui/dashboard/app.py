@@ -40,11 +40,11 @@ from embopt_tui.dashboard.state import RunState
 from embopt_tui.dashboard.widgets.decoded import DecodedView
 from embopt_tui.dashboard.widgets.queue import QueuePanel
 from embopt_tui.dashboard.widgets.results import ResultsTable
-from embopt_tui.dashboard.widgets.screens import ConfirmQuit, HelpScreen
+from embopt_tui.dashboard.widgets.screens import ConfirmQuit, DetailsScreen, HelpScreen
 from embopt_tui.dashboard.widgets.trace import LiveView
 from embopt_tui.dashboard.widgets.workers import WorkersLine
 from embopt_tui.exit_codes import ExitCode, of_status
-from embopt_tui.format import ellipsize
+from embopt_tui.format import ellipsize, out_of_domain
 from engine import events as ev
 from engine.run.session import Session
 from engine.rundir import report
@@ -109,6 +109,9 @@ class EmboptApp(App[int]):
         self._dirty = True
         self._plot_drawn = 0.0
         self._followed: str | None = None
+        self._offered: tuple[Any, str] | None = None
+        self._skipped: list[str] = []  # skipped and not said yet: one note once a frame brings no more
+        self._skipped_shown = 0  # the live edit offered to the engine, and why (saved, reload)
         self._following = True
         self._config_mtime = self._mtime()
         self.status_bar = Static(id="status")
@@ -162,11 +165,11 @@ class EmboptApp(App[int]):
         # Wide terminals get full experiment names; below 100 columns the table and plot get the whole width.
         self.narrow = width < 100
         self.queue.styles.width = 34 if self.narrow else 42
-        self.table.set_narrow(self.narrow)
         self._fit_tab()
 
     def _fit_tab(self) -> None:
-        self.queue.display = not (self.narrow and self.tabs.active in ("results", "plot"))
+        # The Results table lists every experiment with its status itself: it gets the whole width, at any size.
+        self.queue.display = not (self.tabs.active == "results" or (self.narrow and self.tabs.active == "plot"))
         self._dirty = True
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -205,9 +208,15 @@ class EmboptApp(App[int]):
                 continue
             self.state.apply(event)
             if isinstance(event, ev.ExperimentFinished) and event.status == ev.SKIPPED:
-                self.notify(f"{event.name}: saved as skipped.", title="Skipped")
+                self._skipped.append(event.name)  # said with the next frame: a batch skipped at once, one note
             elif isinstance(event, ev.BackendFailed):
                 self.notify(ellipsize(event.error, 300), title="Model load failed", severity="error", timeout=30)
+            elif isinstance(event, ev.ConfigApplied):
+                self._applied(event.text)
+            elif isinstance(event, ev.ConfigRejected):
+                self._rejected(event.error)
+            elif isinstance(event, ev.StoryChecked) and event.out_of_domain:
+                self.notify(out_of_domain(event), title=f"Story {event.story}", severity="warning", timeout=20)
         self._follow_running()
         self._dirty = True
 
@@ -246,6 +255,10 @@ class EmboptApp(App[int]):
         if not self.status_bar.is_mounted:
             return
         self._pump()
+        if self._skipped and len(self._skipped) == self._skipped_shown:  # none more in a frame: the batch is over
+            self.notify(f"{', '.join(self._skipped)}: saved as skipped.", title="Skipped")
+            self._skipped, self._skipped_shown = [], 0
+        self._skipped_shown = len(self._skipped)
         if not self._dirty:
             return
         self._dirty = False
@@ -344,6 +357,9 @@ class EmboptApp(App[int]):
             self._followed = running[0].name
             self.queue.select(self._followed)
 
+    def on_results_table_details(self, event: ResultsTable.Details) -> None:
+        self.push_screen(DetailsScreen(event.row))
+
     def on_queue_panel_highlighted(self, event: QueuePanel.Highlighted) -> None:
         if event.by_user:
             # Moving to another experiment stops the jumping to running ones; moving back resumes it.
@@ -384,19 +400,30 @@ class EmboptApp(App[int]):
         if spec.backend != self.session.spec.backend:
             self._reject(f"{self.config_path}: backend: cannot change while running; restart to use it")
             return False
+        # Shown once the engine applied it (ConfigApplied), or refused it (ConfigRejected): nothing on screen before.
+        self._offered = (spec, reason)
         self.steering.replace_spec(spec)
-        self.state.set_spec(spec)
-        self._dirty = True
-        self.notify(f"{self.config_path.name} {reason}: {len(spec.experiments)} experiments", title="Queue updated")
         return True
 
     def _reject(self, error: str) -> None:
-        if self.engine_running:  # recorded in events.jsonl like the engine's own events
+        if self.engine_running:  # recorded in events.jsonl like the engine's own refusals, and shown from there
             try:
                 self.session.emit(ev.ConfigRejected(error=error))
+                return
             except ValueError:
                 pass  # the run ended and closed events.jsonl meanwhile
+        self._rejected(error)
+
+    def _rejected(self, error: str) -> None:
         self.notify(error, title="Config not applied; queue goes on", severity="error", timeout=10)
+
+    def _applied(self, text: str) -> None:
+        offered, reason = self._offered or (None, "reload")
+        if offered is None or offered.text != text:
+            return
+        self._offered = None
+        self.state.set_spec(offered)
+        self.notify(f"{self.config_path.name} {reason}: {len(offered.experiments)} experiments", title="Queue updated")
 
     # --- actions ----------------------------------------------------------
     def action_toggle_pause(self) -> None:
@@ -485,12 +512,18 @@ class EmboptApp(App[int]):
             self.stop_engine()
 
     def stop_engine(self) -> None:
-        """Stop between steps; the app exits when the engine has saved (EngineDone)."""
+        """Stop between steps; the app exits when the engine has saved (EngineDone).
+
+        While the models still load nothing runs: the app exits at once (the run directory says interrupted).
+        """
         self.quitting = True
         self.steering.request_stop()
         self._dirty = True
         if not self.engine_running:
             self.exit(self.engine_code or 0, return_code=self.engine_code or 0)
+        elif self.state.backend is None and not self.state.running:
+            self.forced_exit = True
+            self.exit(ExitCode.INTERRUPTED, return_code=ExitCode.INTERRUPTED)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for title, about, action in keys.commands(self.config_name):

@@ -105,6 +105,8 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("", help="choose an experiment (Live shows it)", shown_as="↑ ↓"),
     Key("", help="Results: pick a column, sort (again: reverse)", shown_as="← → o"),
+    Key("", help="Results: group rows by experiment / method / objective", shown_as="g"),
+    Key("", help="Results: the row's whole record (Esc closes it)", shown_as="enter"),
     Key("", help="move focus: queue / tab content", shown_as="tab"),
 )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.results import Row, best_by_story, result_row
+from engine.results import RANKINGS, Row, best_by_story, result_row
 from engine.rundir.fold import ExperimentProgress, RunProgress
 from engine.spec import Spec
 
@@ -48,7 +48,8 @@ class RunState(RunProgress):
     @property
     def best_names(self) -> frozenset[str]:
         """The best experiment of each story: as the run announced it at its end, else by the rows so far."""
-        return frozenset((self.best or best_by_story(self.results)).values())
+        rank_by = self.spec.rank_by if self.spec is not None else RANKINGS[0]
+        return frozenset((self.best or best_by_story(self.results, rank_by)).values())
 
     def rows(self) -> list[dict[str, Any]]:
         """Every experiment's row in queue order: finished, running (live similarity) and pending."""
@@ -62,7 +63,7 @@ class RunState(RunProgress):
         if e is None or spec is None or e.story not in spec.stories:
             return {"name": x.name, "status": x.status}
         trajectory = [x.init_sim, *x.sims] if x.sims and x.init_sim is not None else []
-        live = Row(e, x.total or e.steps, x.status, trajectory, x.init_sim, x.oracle_sim)
+        live = Row(e, x.total or e.steps, x.status, trajectory, init_sim=x.init_sim, oracle_sim=x.oracle_sim)
         live.decoded_z = x.decoded.z_text if x.decoded is not None else None
         out = result_row(e, spec.story_of(e), x.status, live)
         out.pop("z", None)

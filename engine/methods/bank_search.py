@@ -66,7 +66,7 @@ def run(batch: Batch) -> None:
             seen[i].add(indices, losses[experiments[i].objective], mean)
             best = seen[i].best(1)[0]
             loss, sim = seen[i].scores[best]
-            rows[i].trajectory.append(sim)
+            rows[i].record(sim, loss)
             rows[i].search_trace.append([seen[i].bank_scored, sim])
             batch.emit(Step(experiments[i].name, step, n_chunks, sim, (sim,), loss, 0.0, rate))
         if step == n_chunks:
@@ -79,5 +79,10 @@ def run(batch: Batch) -> None:
 
 
 METHOD = Method(
-    "bank_search", "score every sentence of a bank in z's place; report the top k", BankSearchOptions, run, check
+    "bank_search",
+    "score every sentence of a bank in z's place; report the top k",
+    BankSearchOptions,
+    run,
+    check,
+    uses=frozenset({"beam_size"}),
 )

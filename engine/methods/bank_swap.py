@@ -125,7 +125,7 @@ def run(batch: Batch) -> None:
             buffers[i] = sorted(buffers[i] + list(zip(losses, p)))[:size]
             best = seen[i].best(1)[0]
             best_loss, best_sim = seen[i].scores[best]
-            rows[i].trajectory.append(best_sim)
+            rows[i].record(best_sim, best_loss)
             rows[i].search_trace.append([seen[i].bank_scored, best_sim])
             batch.emit(Step(experiments[i].name, k, rows[i].steps, best_sim, (best_sim,), best_loss, 0.0, rate))
             if k % experiments[i].decode_every == 0:  # the best sentence so far, on the decode cadence
@@ -139,5 +139,10 @@ def run(batch: Batch) -> None:
 
 
 METHOD = Method(
-    "bank_swap", "gradient-ranked swaps between bank sentences (GCG over a bank)", BankSwapOptions, run, check
+    "bank_swap",
+    "gradient-ranked swaps between bank sentences (GCG over a bank)",
+    BankSwapOptions,
+    run,
+    check,
+    uses=frozenset({"init", "steps", "decode_every", "beam_size"}),
 )

@@ -20,6 +20,7 @@ from torch import Tensor
 from engine.events import RUNNING, Decoded, Event, ExperimentStarted
 from engine.methods.method import Command
 from engine.results import Row
+from engine.scoring.objectives import Weights
 from engine.scoring.problem import Problem
 from engine.scoring.scorer import Scorer
 
@@ -73,11 +74,20 @@ def start(batch: Batch, texts: Sequence[str] | None = None) -> Tensor:
     z = torch.cat([inits[t] for t in texts])
     with torch.inference_mode():  # init and oracle scores in one pass
         both = torch.cat([z, problem.oracle.unsqueeze(0)])
-        first = batch.scorer.sims(batch.scorer.predictions(both)).mean(dim=1).tolist()
+        preds = batch.scorer.predictions(both)
+        first = batch.scorer.sims(preds).mean(dim=1).tolist()
+        # each row's own objective, of its init and of the true sentence (the cycle term needs a decode of z:
+        # the gradient method, the one that has it, measures its init loss in its first step)
+        weights = Weights.of([e.objective for e in experiments], batch.device, without=("cycle",))
+        init_loss = batch.scorer.loss(preds[:-1], weights).tolist()
+        oracle_loss = batch.scorer.loss(preds[-1:].expand(len(experiments), -1, -1), weights).tolist()
+        cycles = ["cycle" in dict(e.objective.weights) for e in experiments]
+        oracle_loss = [None if cycle else loss for cycle, loss in zip(cycles, oracle_loss)]
     oracle_sim = first[-1]
     names = tuple(e.name for e in experiments)
-    for row, sim in zip(batch.rows, first):
+    for row, sim, loss, oracle in zip(batch.rows, first, init_loss, oracle_loss):
         row.init_sim, row.oracle_sim, row.status = sim, oracle_sim, RUNNING
+        row.init_loss, row.oracle_loss = loss, oracle
         batch.emit(ExperimentStarted(row.experiment.name, row.steps, names, sim, oracle_sim, problem.target_texts))
     return z
 

@@ -40,6 +40,12 @@ class GradientOptions(Stopping):
     nearest: bool = option(
         False, "the forward pass uses the bank sentence nearest to z; the gradient updates z (needs bank)"
     )
+    init_noise: float = option(
+        0.0,
+        "z starts at E(init) plus Gaussian noise this large relative to its norm, drawn from seed; 0: none",
+        0.0,
+        10.0,
+    )
 
 
 def check(experiment: Any) -> None:
@@ -83,6 +89,11 @@ def run(batch: Batch) -> None:
     experiments = [r.experiment for r in rows]
     device = batch.device
     z = start(batch)
+    noisy = [e.options.init_noise > 0 for e in experiments]
+    for i, e in enumerate(experiments):
+        if noisy[i]:
+            z[i] = _perturbed(z[i], e.options.init_noise, e.seed)
+    best_z, best_sim = z.clone(), [-math.inf] * len(rows)
     m, v = torch.zeros_like(z), torch.zeros_like(z)
     lr = column([e.lr for e in experiments], device)
     radius = [
@@ -149,9 +160,15 @@ def run(batch: Batch) -> None:
                 )
                 continue
             # Step 0 is the init score ExperimentStarted announced (same z; computed in the first pass).
-            row.trajectory.append(row.init_sim if k == 0 and row.init_sim is not None else sim)
-            if k > 0:
+            announced = k == 0 and row.init_sim is not None and not noisy[i]
+            row.trajectory.append(row.init_sim if announced else sim)
+            if k == 0:
+                row.init_loss = row_loss
+            else:
+                row.losses.append(row_loss)
                 batch.emit(Step(row.experiment.name, k, row.steps, sim, tuple(row_sims), row_loss, row_norm, rate))
+            if row.trajectory[-1] > best_sim[i]:  # the z of best_step, kept beside the final one
+                best_sim[i], best_z[i] = row.trajectory[-1], z[i]
             alive.append(j)
         if picked is not None:  # the bank sentences the forward pass used are candidates too
             near = [j for j in alive if experiments[active[j]].options.nearest]
@@ -176,17 +193,17 @@ def run(batch: Batch) -> None:
         ]
         if ending:
             _roundtrip(batch, [active[j] for j in ending])
-            _end(batch, [active[j] for j in ending], DONE, z, best)
+            _end(batch, [active[j] for j in ending], DONE, z, best, best_z)
         still = [active[j] for j in alive if rows[active[j]].status == RUNNING]
         if not still:
             break
 
         command = batch.poll()
         if command.stop:
-            _end(batch, still, INTERRUPTED, z, best)
+            _end(batch, still, INTERRUPTED, z, best, best_z)
             return
         if command.skip:
-            _end(batch, [i for i in still if experiments[i].name in command.skip], SKIPPED, z, best)
+            _end(batch, [i for i in still if experiments[i].name in command.skip], SKIPPED, z, best, best_z)
             still = [i for i in still if rows[i].status == RUNNING]
             if not still:
                 break
@@ -202,13 +219,22 @@ def run(batch: Batch) -> None:
         k += 1
 
 
-def _end(batch: Batch, which: list[int], status: str, z: Tensor, best: list[BestText]) -> None:
+def _perturbed(z: Tensor, size: float, seed: int) -> Tensor:
+    """z plus Gaussian noise of norm ``size`` * ||z||, drawn from ``seed`` alone (whatever shares the batch)."""
+    import torch
+
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32).to(z)
+    return z + noise * (size * z.norm() / noise.norm())
+
+
+def _end(batch: Batch, which: list[int], status: str, z: Tensor, best: list[BestText], best_z: Tensor) -> None:
     from engine.methods.batch import settle
 
     if not which:
         return
     settle(batch, which, [best[i] for i in which])
     for i in which:
+        batch.rows[i].best_z = best_z[i].tolist()
         batch.finish(i, status, z[i])
 
 

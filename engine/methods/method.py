@@ -65,6 +65,10 @@ def refuse_cycle(experiment: Any) -> None:
         raise Invalid("objective", f"the cycle term applies to method gradient, not {experiment.method}")
 
 
+# The experiment settings a method may or may not read; one it does not read shows as blank in every table.
+SETTINGS = frozenset(("init", "lr", "steps", "optimizer", "norm", "decode_every", "beam_size", "seed"))
+
+
 @dataclass(frozen=True)
 class Method:
     """A method as the config and the engine see it."""
@@ -74,6 +78,7 @@ class Method:
     options: type  # a frozen dataclass extending Stopping, every field made by option()
     run: Callable[[Any], None]  # run(batch: engine.methods.batch.Batch): every row of the batch to its end
     check: Callable[[Any], None] = lambda experiment: None  # raises Invalid when an experiment breaks a rule
+    uses: frozenset[str] = SETTINGS  # the settings it reads ("init": it starts from init, so init_sim means something)
 
     def option_fields(self) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(self.options)}

@@ -194,7 +194,7 @@ def run(batch: Batch) -> None:
             search, options = searches[i], experiments[i].options
             search.buffer = sorted(search.buffer)[: options.buffer_size]
             loss_value, sim = search.scores[search.best_text()]
-            rows[i].trajectory.append(sim)
+            rows[i].record(sim, loss_value)
             rows[i].search_trace.append([len(search.scores) + rows[i].bank_scored, sim])
             batch.emit(Step(experiments[i].name, k, rows[i].steps, sim, (sim,), loss_value, 0.0, rate))
             exact = None
@@ -218,9 +218,9 @@ def _start_texts(batch: Batch) -> list[str]:
             if float(sims[top]) > best[0]:
                 best = [float(sims[top]), batch.bank.text(first + top)]
         texts = [best[1] if t == INIT_FROM_BANK else t for t in texts]
-        for row in batch.rows:
+        for row, text in zip(batch.rows, texts):
             if row.experiment.init == INIT_FROM_BANK:
-                row.bank_scored = len(batch.bank)
+                row.bank_scored, row.start_text = len(batch.bank), text
     return texts
 
 
@@ -259,4 +259,5 @@ METHOD = Method(
     TokenSwapOptions,
     run,
     check,
+    uses=frozenset({"init", "steps", "decode_every", "beam_size", "seed"}),
 )

@@ -85,7 +85,7 @@ def _listing(repo: str, ref: str, label: str) -> tuple[dict[str, int] | None, st
             f"{label}: no such model on the Hugging Face hub (private or gated ones need `hf auth login`)"
         ) from None
     except Exception as err:  # no network, proxy, hub down: the cache may still hold it
-        return None, f"the hub cannot be reached ({error_line(err)})"
+        return None, f"the hub cannot be reached ({type(err).__name__}: no network?)"
     sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or ()}
     weights = next((name for name in WEIGHT_FILES if name in sizes), None)
     if CONFIG_FILE not in sizes or weights is None:
@@ -107,9 +107,20 @@ def _cached(repo: str, ref: str, label: str, why: str) -> Path:
         )
     except Exception:
         raise PredictorError(
-            f"{label}: not in the Hugging Face cache ({cache_dir()}) and {why}; run once online to download it"
+            f"{label}: not in the Hugging Face cache ({cache_dir()}; HF_HOME or HF_HUB_CACHE set it) and {why};"
+            " run once online to download it"
         ) from None
     return Path(found)
+
+
+def cached_snapshot(repo: str, revision: str | None = None) -> Path:
+    """The cached snapshot of ``repo`` at ``revision``, without the network (raises PredictorError when absent)."""
+    label = repo if revision is None else f"{repo}@{revision}"
+    path = _cached(repo, revision or "main", label, "nothing is downloaded when checking")
+    problem = predictor_dir_problem(path)
+    if problem:
+        raise PredictorError(f"{label}: snapshot {path}: {problem}")
+    return path
 
 
 def _download(repo: str, ref: str, label: str, files: dict[str, int], report: Progress) -> Path:

@@ -188,6 +188,13 @@ def _naming_checkpoint(card: str) -> Iterator[None]:
     try:
         yield
     except Exception as err:
+        if _chain_has(err, "AssetDownloadError"):  # offline, or no network: say what fixes it, not fairseq2's trace
+            from engine.models.caches import FAIRSEQ2_FIX, fairseq2_cache_dir
+
+            raise CheckpointError(
+                f"card {card}: its files are not in the fairseq2 cache ({fairseq2_cache_dir()}) and cannot be "
+                f"downloaded here: {FAIRSEQ2_FIX}; `embopt-tui --check --deep` lists every missing piece"
+            ) from None
         cause = _unreadable_checkpoint(err)
         if cause is None:
             raise
@@ -195,6 +202,15 @@ def _naming_checkpoint(card: str) -> Iterator[None]:
             f"{_checkpoint_of(card)}: checkpoint of card {card} cannot be read (truncated or corrupt file?): "
             + error_line(cause)
         ) from None
+
+
+def _chain_has(err: BaseException, name: str) -> bool:
+    seen: BaseException | None = err
+    while seen is not None:
+        if type(seen).__name__ == name:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _unreadable_checkpoint(err: BaseException) -> BaseException | None:
@@ -242,7 +258,8 @@ def load_space(
     from sonar.inference_pipelines.text import EmbeddingToTextModelPipeline, TextToEmbeddingModelPipeline
 
     report(f"tokenizer {backend.tokenizer}", 0.3)
-    tokenizer = load_tokenizer(backend.tokenizer)
+    with _naming_checkpoint(backend.tokenizer):
+        tokenizer = load_tokenizer(backend.tokenizer)
     report(f"encoder {backend.encoder}", 0.4)
     with _naming_checkpoint(backend.encoder):
         encoder = TextToEmbeddingModelPipeline(encoder=backend.encoder, tokenizer=tokenizer, device=device, dtype=dtype)

@@ -19,6 +19,14 @@ from engine import events as ev
 from engine.models.predictor_dir import parse_hub_id
 from engine.spec import Backend, Spec
 
+
+class BackendError(Exception):
+    """The models cannot load (or the cluster that would load them cannot start): ``str(err)`` is one line.
+
+    Nothing that was pending ran: it stays pending, and ``--resume`` tries again once the cause is fixed.
+    """
+
+
 CORPUS_SAMPLE = 256  # real sentences whose mean norm, with the story's, is the "reference" norm (mini backend)
 Progress = Callable[[str, float], None]
 

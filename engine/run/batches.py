@@ -25,7 +25,7 @@ from engine.methods.method import GO_ON
 from engine.results import Row, result_row
 from engine.run.backend import Models
 from engine.scoring.problem import build_problem, fast_forward, needs_tokens
-from engine.scoring.scorer import Scorer
+from engine.scoring.scorer import Scorer, round_trip
 from engine.spec import Experiment, Spec, Story
 from engine.text import one_line
 
@@ -39,9 +39,17 @@ def run_batch(
     emit: Callable[[ev.Event], None],
     on_finished: Callable[[dict[str, Any]], None],
     poll: Poll,
+    checked: set[str] | None = None,
 ) -> None:
-    """One batch with its bank (loaded once per run into ``banks``), by :func:`optimize_batch`."""
+    """One batch with its bank (loaded once per run into ``banks``), by :func:`optimize_batch`.
+
+    ``checked``: the stories whose round trip this run has announced (once each: a StoryChecked event).
+    """
     story = spec.story_of(batch[0])
+    if checked is not None and story.name not in checked:
+        checked.add(story.name)
+        exact, mean_sim = round_trip(models.space, story.sentences)
+        emit(ev.StoryChecked(story.name, len(story.sentences), exact, mean_sim))
     try:
         bank = _bank(batch[0].bank, spec, models, emit, banks)
     except Exception as err:  # an unreadable bank fails its batch; the queue goes on
@@ -75,7 +83,8 @@ def _bank(value: str | None, spec: Spec, models: Models, emit: Callable[[ev.Even
 
         def progress(done: int, total: int) -> None:
             now = time.perf_counter()
-            if done in (0, total) or now - last[0] >= 0.25:  # a few events a second at most
+            # a few events a second at most; the one that says "ready" comes once, after the load, with `cached`
+            if done < total and (done == 0 or now - last[0] >= 0.25):
                 last[0] = now
                 emit(ev.BankLoading(label, done, total))
 

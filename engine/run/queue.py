@@ -10,6 +10,7 @@ pending experiments, and returns the :class:`Command` for the running batch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -73,7 +74,7 @@ class Queue:
         return tuple(out)
 
     def best(self) -> dict[str, str]:
-        return best_by_story(self.rows())
+        return best_by_story(self.rows(), self.spec.rank_by)
 
     # --- changes ----------------------------------------------------------------
     def start(self, batch: list[Experiment]) -> None:
@@ -132,9 +133,44 @@ class Queue:
         return running if None in skip else running & frozenset(skip)
 
     def apply_edit(self) -> None:
-        """A live edit the steering holds, applied to the pending experiments."""
+        """A live edit the steering holds, applied to the pending experiments, or refused as a whole when it would
+        change (or drop) one that runs or ran: config.toml then always says what ran."""
         spec = self.steering.take_spec()
-        if spec is not None:
-            self.reload(spec)
-            self.emit(ev.ConfigApplied(spec.text))  # the run directory keeps it: --resume continues this queue
-            self.emit(self.event())
+        if spec is None:
+            return
+        problem = self.edit_problem(spec)
+        if problem is not None:
+            self.emit(ev.ConfigRejected(f"{spec.path}: {problem}"))
+            return
+        self.reload(spec)
+        self.emit(ev.ConfigApplied(spec.text))  # the run directory keeps it: --resume continues this queue
+        self.emit(self.event())
+
+    def edit_problem(self, spec: Spec) -> str | None:
+        """Why ``spec`` cannot replace the queue's, in one line: it changes or drops a started experiment."""
+        new = {e.name: e for e in spec.experiments}
+        for name in self.names:
+            status = self.status[name]
+            if status == ev.PENDING:
+                continue
+            old = self.experiments[name]
+            how = "keep it as it ran, and add a new experiment for new settings"
+            if name not in new:
+                return f"{name} is {status}: it cannot leave the file ({how})"
+            change = _change(old, new[name]) or _change(self.spec.story_of(old), spec.stories.get(old.story))
+            if change:
+                return f"{name} is {status}: its {change} cannot change ({how})"
+        return None
+
+
+def _change(old: Any, new: Any) -> str | None:
+    """The first field that differs between two frozen dataclasses, as ``field: old -> new``; None when equal."""
+    if old == new:
+        return None
+    if new is None:
+        return "story"
+    for f in dataclasses.fields(old):
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if a != b:
+            return f"{f.name}" if dataclasses.is_dataclass(a) else f"{f.name} ({a!r} -> {b!r})"
+    return "settings"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import events as ev
-from engine.run.backend import Models
+from engine.run.backend import BackendError, Models
 from engine.run.queue import Queue
 from engine.run.steering import Steering
 from engine.spec import Spec
@@ -37,18 +37,18 @@ def run_queue(
     """
     queue = Queue(spec, emit, steering or Steering(), completed)
     emit(queue.event())
-    if spec.executor.kind == "ray":
-        from engine.run.executors.ray import ClusterError, run_on_ray  # ray loads only for this executor
+    try:
+        if spec.executor.kind == "ray":
+            from engine.run.executors.ray import run_on_ray  # ray loads only for this executor
 
-        try:
             stopped = run_on_ray(queue, spec.executor, log_dir=log_dir)
-        except ClusterError as err:  # nothing ran: pending experiments stay pending for --resume
-            emit(ev.BackendFailed(str(err)))
-            return RunResult(ev.FAILED, queue.rows(), queue.best())
-    else:
-        from engine.run.executors.inline import run_inline
+        else:
+            from engine.run.executors.inline import run_inline
 
-        stopped = run_inline(queue, models)
+            stopped = run_inline(queue, models)
+    except BackendError as err:  # nothing pending ran: it stays pending for --resume
+        emit(ev.BackendFailed(str(err)))
+        return RunResult(ev.FAILED, queue.rows(), queue.best())
     rows = queue.rows()
     if stopped:
         status = ev.INTERRUPTED

@@ -39,6 +39,7 @@ class ExperimentProgress:
     z_history: list[tuple[int, str]] = field(default_factory=list)  # (step, text of z), distinct, latest last
     result: dict[str, Any] | None = None  # its results.json row once it ended (without z)
     z: list[float] | None = None  # its final z once it ended
+    best_z: list[float] | None = None  # its z at best_step, where that is not the final z
 
     @property
     def sim(self) -> float | None:
@@ -76,11 +77,12 @@ class ExperimentProgress:
 
     def finish(self, status: str, result: Mapping[str, Any]) -> None:
         self.status = status
-        self.result = {k: v for k, v in result.items() if k != "z"}
+        self.result = {k: v for k, v in result.items() if k not in ("z", "best_z")}
         self.result.setdefault("name", self.name)
         self.result["status"] = status
-        z = result.get("z")
+        z, best_z = result.get("z"), result.get("best_z")
         self.z = [float(v) for v in z] if z is not None else self.z
+        self.best_z = [float(v) for v in best_z] if best_z is not None else self.best_z
         if self.oracle_sim is None:
             self.oracle_sim = result.get("oracle_sim")
         if self.init_sim is None:
@@ -138,6 +140,7 @@ class RunProgress:
     finished: str | None = None  # RunFinished.status once the run is over
     best: dict[str, str] = field(default_factory=dict)  # story -> its best experiment, once the run is over
     config_text: str | None = None  # the config the queue follows since the latest live edit
+    stories: dict[str, ev.StoryChecked] = field(default_factory=dict)  # each story's round trip, once checked
     workers: Workers = field(default_factory=Workers)
 
     # --- reading ----------------------------------------------------------------
@@ -210,6 +213,8 @@ class RunProgress:
             self.load_error = event.error
         elif isinstance(event, ev.ConfigApplied):
             self.config_text = event.text
+        elif isinstance(event, ev.StoryChecked):
+            self.stories[event.story] = event
         elif isinstance(event, ev.RunStarted):
             self.run_dir, self.finished, self.paused = event.run_dir, None, False
             for name in event.experiments:

@@ -1,12 +1,13 @@
-"""Results of one or more runs as a table, Markdown, CSV or JSON.
+"""Results of one or more runs as a table, Markdown, CSV or JSON, per experiment or grouped.
 
 One module for every place results are shown or exported: ``results.md`` and
 ``results.csv`` in the run directory, ``embopt-tui report``, the headless final
-table and the dashboard's export key. Pure text: no rich, no torch.
+table and the dashboard's export key. Pure text: no rich, no torch. Which
+columns a table shows and how it fits a terminal is :mod:`engine.rundir.columns`,
+shared with the dashboard.
 
 Several runs side by side get a leading ``Run`` column (``run`` in CSV).
-:func:`columns` chooses the table columns (the reference's always, settings
-only where rows differ); CSV and JSON keep every field.
+CSV and JSON keep every field.
 """
 
 from __future__ import annotations
@@ -21,53 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.events import STATUSES
-from engine.results import FIELDS, best_by_story, best_names
+from engine.results import FIELDS, RANKINGS, best_by_story, best_names
+from engine.rundir.columns import Column, choose, fit, number, text, uses
 
 FORMATS = ("table", "markdown", "csv", "json")
+GROUPINGS = ("experiment", "method", "objective")
 RESULTS_FILE = "results.json"
 
 # CSV holds every scalar field; the per-step trajectory stays in results.json.
 CSV_FIELDS = tuple(f for f in FIELDS if f != "trajectory")
-# The reference report's columns, then the metrics this tool adds: always shown, in this order.
-REFERENCE_COLUMNS = ("Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement")
-METRIC_COLUMNS = ("Oracle", "Round-trip", "Text Sim", "Text", "Decoded z")
-COLUMNS = REFERENCE_COLUMNS + METRIC_COLUMNS
-# Settings shown only where they tell rows apart (header -> results.json field), as experiment trackers do.
-SETTING_COLUMNS = {
-    "Story": "story",
-    "Method": "method",
-    "Objective": "objective",
-    "Optimizer": "optimizer",
-    "Norm": "norm",
-    "Beam Size": "beam_size",
-    "Decode Every": "decode_every",
-    "Seed": "seed",
-}
-RIGHT = {
-    "LR",
-    "Steps",
-    "Init Sim",
-    "Final Sim",
-    "Improvement",
-    "Oracle",
-    "Round-trip",
-    "Text Sim",
-    "Beam Size",
-    "Decode Every",
-    "Seed",
-}
-_TABLE_WIDTHS = {"Status": 32, "Init Text": 28, "Text": 36, "Decoded z": 40}  # plain table truncates long text here
-# A narrow terminal gives up free text first, so the numbers stay: (column, clip width or 0 to drop it) in turn,
-# then the gap between columns shrinks to one space.
-_NARROWING = (
-    ("Text", 16),
-    ("Decoded z", 16),
-    ("Decoded z", 0),
-    ("Init Text", 14),
-    ("Init Text", 0),
-    ("Text", 0),
-    ("", 1),
-)
+RANK_LABELS = {"text_sim": "Text Sim", "final_sim": "Final Sim"}
 
 
 class ReportError(Exception):
@@ -90,11 +54,17 @@ class Run:
         return list(self.data.get("experiments", []))
 
     @property
+    def rank_by(self) -> str:
+        """What "best" means in this run; runs from before ``rank_by`` ranked by the final similarity."""
+        rank_by = self.data.get("rank_by")
+        return rank_by if rank_by in RANKINGS else "final_sim"
+
+    @property
     def best(self) -> frozenset[str]:
         """The best experiment of each story (older runs: of the whole run)."""
         if "best" in self.data:
             return best_names(self.data["best"])
-        return frozenset(best_by_story(self.experiments).values())
+        return frozenset(best_by_story(self.experiments, self.rank_by).values())
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -114,8 +84,11 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(str(run_dir), data)
 
 
-def render(runs: Sequence[Run], fmt: str, width: int | None = None) -> str:
-    """``width``: the terminal's columns, which the plain table fits itself to (the other formats ignore it)."""
+def render(runs: Sequence[Run], fmt: str, width: int | None = None, group: str | None = None) -> str:
+    """``width``: the terminal's columns, which a plain table fits itself to (the other formats ignore it).
+    ``group``: one row per experiment (its repeats together), method or objective, with mean ± std and n."""
+    if group is not None:
+        return format_groups(runs, group, fmt)
     if fmt == "table":
         return format_table(runs, width)
     if fmt == "markdown":
@@ -127,86 +100,19 @@ def render(runs: Sequence[Run], fmt: str, width: int | None = None) -> str:
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-# --- cells ------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+# --- rows --------------------------------------------------------------------
+def _rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Every experiment of every run, the Run column's value added."""
+    return [{**row, "run": run.label} for run in runs for row in run.experiments]
 
 
-def _num(value: Any, signed: bool = False) -> str:
-    if not _is_number(value):
-        return "-"
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
+def _columns(runs: Sequence[Run]) -> list[Column]:
+    return choose((row for run in runs for row in run.experiments), several_runs=len(runs) > 1)
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return " | ".join(_text(v) for v in value)
-    if isinstance(value, (dict,)):
-        return ",".join(f"{k}={v:g}" if _is_number(v) else f"{k}={v}" for k, v in value.items())
-    if isinstance(value, float):
-        return f"{value:g}"
-    return " ".join(str(value).split())  # newlines would break a table row
-
-
-def columns(rows: Iterable[Mapping[str, Any]], *, several_runs: bool = False) -> list[str]:
-    """The columns that describe these rows (one run's, or several runs' together).
-
-    Always the reference's and the metrics, in their order; then each setting
-    of :data:`SETTING_COLUMNS` whose value differs between the rows; then
-    Status when something did not end as done (all-done tables match the
-    reference); the texts (Text, Decoded z) last. ``several_runs`` puts a Run
-    column first.
-    """
-    rows = list(rows)
-    cols = ["Run"] if several_runs else []
-    cols += [*REFERENCE_COLUMNS, "Oracle", "Round-trip", "Text Sim"]
-    cols += [h for h, f in SETTING_COLUMNS.items() if len({_same(row.get(f)) for row in rows}) > 1]
-    if any(row.get("status") != "done" for row in rows):
-        cols.append("Status")
-    cols += ["Text", "Decoded z"]
-    return cols
-
-
-def _same(value: Any) -> str:
-    """A comparable form of a field (lists and tables included)."""
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def headers(runs: Sequence[Run]) -> list[str]:
-    return columns((row for run in runs for row in run.experiments), several_runs=len(runs) > 1)
-
-
-def cells(run: Run, row: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
-    """One experiment as display strings, in ``columns`` order."""
-    values = {
-        "Run": run.label,
-        "Experiment": _text(row.get("name")),
-        "Status": _text(row.get("status")) + (f": {_text(row.get('error'))}" if row.get("error") else ""),
-        "Init Text": _text(row.get("init_text")),
-        "LR": _text(row.get("lr")),
-        "Steps": _text(row.get("steps")),
-        "Init Sim": _num(row.get("init_sim")),
-        "Final Sim": _num(row.get("final_sim")),
-        "Improvement": _num(row.get("improvement"), signed=True),
-        "Oracle": _num(row.get("oracle_sim")),
-        "Round-trip": _num(row.get("roundtrip_sim")),
-        "Text Sim": _num(row.get("text_sim")),
-        "Text": _text(row.get("text")),
-        "Decoded z": _text(row.get("decoded_z")),
-    }
-    values.update({header: _text(row.get(field)) for header, field in SETTING_COLUMNS.items()})
-    return [values[c] for c in columns]
-
-
-def table_cells(
-    run: Run, row: Mapping[str, Any], columns: Sequence[str], widths: Mapping[str, int] = _TABLE_WIDTHS
-) -> list[str]:
-    """:func:`cells` with long text clipped, for terminal tables."""
-    return [_clip(c, widths.get(col)) for c, col in zip(cells(run, row, columns), columns)]
+def cells(columns: Sequence[Column], row: Mapping[str, Any]) -> dict[str, str]:
+    """One experiment's cells by header (full text)."""
+    return {c.header: c.show(row) for c in columns}
 
 
 def status_counts(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -216,8 +122,15 @@ def status_counts(rows: Iterable[Mapping[str, Any]]) -> str:
     return ", ".join(f"{statuses.count(s)} {s}" for s in order if s in statuses)
 
 
+def _settings(row: Mapping[str, Any]) -> str:
+    """The settings that tell what ran: the method (when not gradient) and those it uses of lr and steps."""
+    parts = [] if row.get("method") in (None, "gradient") else [f"method={row.get('method')}"]
+    parts += [f"{s}={text(row.get(s))}" for s in ("lr", "steps") if uses(row, s)]
+    return ", ".join(parts)
+
+
 def best_lines(run: Run, markdown: bool) -> list[str]:
-    """One line per story's best experiment (the story named when the run has several)."""
+    """One line per story's best experiment, saying what "best" ranked by (the story named when there are several)."""
     rows = [r for r in run.experiments if r.get("name") in run.best]
     stories = {r.get("story") for r in run.experiments}
     lead = "**Best**" if markdown else "Best"
@@ -226,78 +139,61 @@ def best_lines(run: Run, markdown: bool) -> list[str]:
         name = row.get("name")
         shown = f"`{name}`" if markdown else name
         where = f" for story {row.get('story')}" if len(stories) > 1 else ""
-        out.append(
-            f"{lead}{where}: {shown} (lr={_text(row.get('lr'))}, steps={_text(row.get('steps'))}) "
-            f"achieved highest final similarity of {_num(row.get('final_sim'))}."
-        )
+        if run.rank_by == "text_sim":
+            found = f'its best sentence scores {number(row.get("text_sim"))} in z\'s place: "{text(row.get("text"))}"'
+        else:
+            found = f"its z reached the highest final similarity, {number(row.get('final_sim'))}"
+        out.append(f"{lead}{where}: {shown} ({_settings(row)}), ranked by {RANK_LABELS[run.rank_by]}: {found}")
     return out
 
 
-# --- formats ----------------------------------------------------------------
+# --- formats -------------------------------------------------------------------
 def format_table(runs: Sequence[Run], width: int | None = None) -> str:
-    """Plain aligned text; the best row of each run starts with ``*``.
+    """Plain aligned text; the best row of each story starts with ``*``.
 
-    ``width`` (a terminal's columns): narrow Decoded z, then Init Text, then
-    leave them out until the table fits, so the similarities stay in view.
+    ``width`` (a terminal's columns): the table narrows to it by the one rule of
+    :func:`engine.rundir.columns.fit`; without one (a log, a pipe) every text is whole.
     """
-    columns, clip, gap = headers(runs), dict(_TABLE_WIDTHS), 2
-    out = _table_lines(runs, columns, clip, gap)
-    for column, keep in _NARROWING:
-        if width is None or max(map(len, out)) <= width:
-            break
-        if not column:
-            gap = keep
-        elif keep:
-            clip[column] = keep
-        elif column in columns:
-            columns = [c for c in columns if c != column]
-        out = _table_lines(runs, columns, clip, gap)
+    rows = _rows(runs)
+    columns = _columns(runs)
+    table = [cells(columns, row) for row in rows]
+    layout = fit(columns, table, width)
+    widths = layout.widths(table)
+    best = {(run.label, name) for run in runs for name in run.best}
+
+    def line(mark: str, values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if c.right else v.ljust(w) for v, w, c in zip(values, widths, layout.columns)]
+        return f"{mark} " + (" " * layout.gap).join(parts).rstrip()
+
+    out = [line(" ", [c.header for c in layout.columns]), line(" ", ["-" * w for w in widths])]
+    for row, row_cells in zip(rows, table):
+        out.append(line("*" if (row["run"], row.get("name")) in best else " ", layout.cells(row_cells)))
     for run in runs:
-        for best in best_lines(run, markdown=False):
-            out.append(("" if len(runs) == 1 else f"{run.label}: ") + best)
+        for best_line in best_lines(run, markdown=False):
+            out.append(("" if len(runs) == 1 else f"{run.label}: ") + best_line)
     return "\n".join(out) + "\n"
 
 
-def _table_lines(runs: Sequence[Run], columns: Sequence[str], clip: Mapping[str, int], gap: int) -> list[str]:
-    body: list[list[str]] = []
-    marks: list[str] = []
-    for run in runs:
-        for row in run.experiments:
-            body.append(table_cells(run, row, columns, clip))
-            marks.append("*" if row.get("name") in run.best else " ")
-    widths = [max([len(col)] + [len(r[i]) for r in body]) for i, col in enumerate(columns)]
-
-    def line(mark: str, values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if col in RIGHT else v.ljust(w) for v, w, col in zip(values, widths, columns)]
-        return f"{mark} " + (" " * gap).join(parts).rstrip()
-
-    out = [line(" ", columns), line(" ", ["-" * w for w in widths])]
-    return out + [line(m, r) for m, r in zip(marks, body)]
-
-
-def _clip(text: str, width: int | None) -> str:
-    if width is None or len(text) <= width:
-        return text
-    return text[: width - 1] + "…"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+def _md(value: str) -> str:
+    return value.replace("|", "\\|")
 
 
 def format_markdown(runs: Sequence[Run]) -> str:
-    """The reference report's summary table: best row's name, final sim and improvement in bold."""
-    columns = headers(runs)
+    """The reference report's summary table, every text whole; the best row's name and scores in bold."""
+    columns = _columns(runs)
     out = [
-        "| " + " | ".join(columns) + " |",
-        "|" + "|".join(("-" * (len(c) + 1) + ":") if c in RIGHT else "-" * (len(c) + 2) for c in columns) + "|",
+        "| " + " | ".join(c.header for c in columns) + " |",
+        "|"
+        + "|".join(("-" * (len(c.header) + 1) + ":") if c.right else "-" * (len(c.header) + 2) for c in columns)
+        + "|",
     ]
-    bold = {"Experiment", "Final Sim", "Improvement"}
+    bold = {"Experiment", "Final Sim", "Improvement", "Text Sim"}
     for run in runs:
         for row in run.experiments:
-            values = [_md(c) for c in cells(run, row, columns)]
+            row_cells = cells(columns, {**row, "run": run.label})
+            values = [_md(row_cells[c.header]) for c in columns]
             if row.get("name") in run.best:
-                values = [f"**{v}**" if col in bold and v else v for v, col in zip(values, columns)]
+                values = [f"**{v}**" if c.header in bold and v else v for v, c in zip(values, columns)]
             out.append("| " + " | ".join(values) + " |")
     out.append("")
     for run in runs:
@@ -314,26 +210,25 @@ def format_csv(runs: Sequence[Run]) -> str:
     writer.writerow(fields)
     for run in runs:
         for row in run.experiments:
-            record = []
-            for f in fields:
-                if f == "run":
-                    record.append(run.label)
-                elif f == "best":
-                    record.append(1 if row.get("name") in run.best else 0)
-                else:
-                    value = row.get(f)
-                    if isinstance(value, bool):
-                        record.append(int(value))
-                    elif isinstance(value, (list, tuple)):
-                        record.append(" | ".join(str(int(v)) if isinstance(v, bool) else _text(v) for v in value))
-                    elif isinstance(value, dict):
-                        record.append(_text(value))
-                    elif value is None:
-                        record.append("")
-                    else:
-                        record.append(value if _is_number(value) else str(value))
-            writer.writerow(record)
+            writer.writerow([_csv_value(run, row, f) for f in fields])
     return buf.getvalue()
+
+
+def _csv_value(run: Run, row: Mapping[str, Any], field: str) -> Any:
+    if field == "run":
+        return run.label
+    if field == "best":
+        return 1 if row.get("name") in run.best else 0
+    value = row.get(field)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return " | ".join(str(int(v)) if isinstance(v, bool) else text(v) for v in value)
+    if isinstance(value, dict):
+        return text(value)
+    if value is None:
+        return ""
+    return value if isinstance(value, (int, float)) else str(value)
 
 
 def format_json(runs: Sequence[Run]) -> str:
@@ -341,3 +236,91 @@ def format_json(runs: Sequence[Run]) -> str:
     if len(runs) == 1:
         return json.dumps(runs[0].data, indent=2, allow_nan=True) + "\n"
     return json.dumps([{"run_dir": r.path, **r.data} for r in runs], indent=2, allow_nan=True) + "\n"
+
+
+# --- groups ----------------------------------------------------------------------
+GROUP_METRICS = (("Text Sim", "text_sim"), ("Final Sim", "final_sim"), ("Oracle Gap", "oracle_gap"))
+
+
+def group_key(row: Mapping[str, Any], by: str) -> str:
+    """The group a row belongs to: its experiment (the name its repeats share), method or objective."""
+    if by == "experiment":
+        return str(row.get("repeat_of") or row.get("name"))
+    return str(row.get(by))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (0 for one value); None for no values."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def groups(runs: Sequence[Run], by: str) -> list[dict[str, Any]]:
+    """One record per (story, group) of the done experiments: n and the mean and std of each metric.
+
+    The oracle gap is text_sim - oracle_sim: above 0, the sentence found beats the true one.
+    """
+    if by not in GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}; expected one of {', '.join(GROUPINGS)}")
+    found: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in _rows(runs):
+        if row.get("status") == "done":
+            found.setdefault((str(row.get("story")), group_key(row, by)), []).append(row)
+    out = []
+    for (story, key), rows in found.items():
+        record: dict[str, Any] = {"story": story, by: key, "n": len(rows)}
+        for _, field in GROUP_METRICS:
+            values = [_metric(row, field) for row in rows]
+            mean, std = mean_std([v for v in values if v is not None])
+            record[f"{field}_mean"], record[f"{field}_std"] = mean, std
+        out.append(record)
+    return out
+
+
+def _metric(row: Mapping[str, Any], field: str) -> float | None:
+    if field == "oracle_gap":
+        text_sim, oracle = row.get("text_sim"), row.get("oracle_sim")
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (text_sim, oracle))
+        return float(text_sim) - float(oracle) if ok else None
+    value = row.get(field)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def plus_minus(mean: float | None, std: float | None) -> str:
+    return "-" if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def format_groups(runs: Sequence[Run], by: str, fmt: str = "table") -> str:
+    """:func:`groups` as a table, Markdown, CSV or JSON."""
+    records = groups(runs, by)
+    if fmt == "json":
+        return json.dumps(records, indent=2, allow_nan=True) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        fields = list(records[0]) if records else ["story", by, "n"]
+        writer.writerow(fields)
+        writer.writerows([["" if r[f] is None else r[f] for f in fields] for r in records])
+        return buf.getvalue()
+    several = len({r["story"] for r in records}) > 1
+    headers = (["Story"] if several else []) + [by.capitalize(), "n"] + [h for h, _ in GROUP_METRICS]
+    table = [
+        ([r["story"]] if several else [])
+        + [r[by], str(r["n"])]
+        + [plus_minus(r[f"{field}_mean"], r[f"{field}_std"]) for _, field in GROUP_METRICS]
+        for r in records
+    ]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(_md(c) for c in row) + " |" for row in table]) + "\n"
+    widths = [max([len(h)] + [len(row[i]) for row in table]) for i, h in enumerate(headers)]
+    right = {"n", *(h for h, _ in GROUP_METRICS)}
+    lines = []
+    for row in [headers, ["-" * w for w in widths], *table]:
+        parts = [c.rjust(w) if h in right else c.ljust(w) for c, w, h in zip(row, widths, headers)]
+        lines.append("  " + "  ".join(parts).rstrip())
+    return "\n".join(lines) + "\n"

@@ -13,7 +13,8 @@
   when the run starts and after every finished experiment, so a killed run loses
   nothing that finished;
 - ``results.md`` / ``results.csv``: the same rows through :mod:`engine.rundir.report`;
-- ``embeddings.safetensors``: the final z of each experiment, keyed by its name.
+- ``embeddings.safetensors``: the final z of each experiment, keyed by its name;
+  ``embeddings.best.safetensors``: its z at ``best_step`` (the final z where the method ends on its best).
 
 A :class:`RunStore` is an event consumer (``store.record(event)``);
 :meth:`RunStore.open` reopens a directory to complete it.
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import events as ev
-from engine.results import FIELDS, FINISHED, best_by_story, settings
+from engine.results import FIELDS, FINISHED, RANKINGS, best_by_story, settings
 from engine.rundir import report
 from engine.rundir.fold import ExperimentProgress, RunProgress
 from engine.spec import SpecError, parse_spec
@@ -43,6 +44,9 @@ RESULTS_FILE = report.RESULTS_FILE
 MARKDOWN_FILE = "results.md"
 CSV_FILE = "results.csv"
 EMBEDDINGS_FILE = "embeddings.safetensors"
+BEST_EMBEDDINGS_FILE = "embeddings.best.safetensors"
+FINAL_CONTENT = "final z per experiment (where it ended), keyed by experiment name"
+BEST_CONTENT = "best z per experiment (its z at best_step, the highest similarity on its trajectory), keyed by name"
 COMPLETED = FINISHED  # statuses a resume keeps; everything else runs again
 
 
@@ -188,6 +192,9 @@ class RunStore:
         for name, z in _read_embeddings(run_dir / EMBEDDINGS_FILE).items():
             if name in store.progress.experiments:
                 store.progress.experiments[name].z = z
+        for name, z in _read_embeddings(run_dir / BEST_EMBEDDINGS_FILE).items():
+            if name in store.progress.experiments:
+                store.progress.experiments[name].best_z = z
         if isinstance(previous.get("backend"), dict):
             store._backend = previous["backend"]
         for event in history:  # events win over results.json: they are written first
@@ -202,7 +209,11 @@ class RunStore:
             out = {}
             for name, x in self.progress.experiments.items():
                 if x.result is not None and x.status in COMPLETED:
-                    out[name] = dict(x.result, **({"z": list(x.z)} if x.z is not None else {}))
+                    out[name] = dict(x.result)
+                    if x.z is not None:
+                        out[name]["z"] = list(x.z)
+                    if x.best_z is not None:
+                        out[name]["best_z"] = list(x.best_z)
             return out
 
     # --- consuming events ---------------------------------------------------
@@ -286,7 +297,7 @@ class RunStore:
         """Rows of results.json in queue order; unfinished ones as pending/running placeholders."""
         with self._lock:
             rows = [self._row(x) for x in self.progress.experiments.values()]
-            best = set(best_by_story(rows).values())
+            best = set(best_by_story(rows, self.rank_by).values())
             for row in rows:
                 row["best"] = row["name"] in best
             return rows
@@ -304,6 +315,11 @@ class RunStore:
         if x.status == ev.RUNNING:
             out.update(init_sim=x.init_sim, oracle_sim=x.oracle_sim)
         return _finite(out)
+
+    @property
+    def rank_by(self) -> str:
+        """What "best" means for this run (the config's ``rank_by``)."""
+        return self.spec.rank_by if self.spec is not None else RANKINGS[0]
 
     def _experiment(self, name: str) -> Any:
         if self.spec is None:
@@ -334,7 +350,8 @@ class RunStore:
                 "config": self.config_path,
                 "started": self.started,
                 "finished": self.finished,
-                "best": best_by_story(rows),
+                "rank_by": self.rank_by,
+                "best": best_by_story(rows, self.rank_by),
                 "resumed": list(self.resumed),
                 "backend": self.backend,
                 "error": self.error,
@@ -349,15 +366,18 @@ class RunStore:
         write_atomic(self.run_dir / CSV_FILE, report.format_csv([run]))
         zs = {name: x.z for name, x in self.progress.experiments.items() if x.z is not None}
         if embeddings and zs:
-            _write_embeddings(self.run_dir / EMBEDDINGS_FILE, zs)
+            _write_embeddings(self.run_dir / EMBEDDINGS_FILE, zs, FINAL_CONTENT)
+            # a method without a separate best (the discrete ones end on their best) keeps its final z here too
+            best = {name: self.progress.experiments[name].best_z or z for name, z in zs.items()}
+            _write_embeddings(self.run_dir / BEST_EMBEDDINGS_FILE, best, BEST_CONTENT)
 
 
-def _write_embeddings(path: Path, zs: Mapping[str, list[float]]) -> None:
+def _write_embeddings(path: Path, zs: Mapping[str, list[float]], content: str) -> None:
     import numpy as np  # lazily: the CLI's start-up never needs it
     from safetensors.numpy import save
 
     tensors = {name: np.asarray(z, dtype=np.float32) for name, z in zs.items()}
-    write_atomic(path, save(tensors, metadata={"content": "final z per experiment, keyed by experiment name"}))
+    write_atomic(path, save(tensors, metadata={"content": content}))
 
 
 def _read_embeddings(path: Path) -> dict[str, list[float]]:

@@ -83,8 +83,11 @@ class Weights:
     ce_rows: Tensor  # indices of the rows that weight decoder_ce
 
     @classmethod
-    def of(cls, objectives: Sequence[Objective], device: torch.device) -> Weights:
-        rows = [[float(dict(o.weights).get(name, 0.0)) for name in TERMS] for o in objectives]
+    def of(cls, objectives: Sequence[Objective], device: torch.device, without: Sequence[str] = ()) -> Weights:
+        """``without``: terms left out (weight 0) in every row."""
+        rows = [
+            [0.0 if name in without else float(dict(o.weights).get(name, 0.0)) for name in TERMS] for o in objectives
+        ]
         used = tuple(any(row[k] != 0.0 for row in rows) for k in range(len(TERMS)))
         ce = TERMS.index("decoder_ce")
         ce_rows = [i for i, row in enumerate(rows) if row[ce] != 0.0]

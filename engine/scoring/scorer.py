@@ -80,6 +80,18 @@ class Scorer:
         ]
 
 
+def round_trip(space: Any, sentences: Sequence[str]) -> tuple[int, float]:
+    """How many ``sentences`` decode back to themselves from their embedding, and the mean cosine of each
+    embedding with the embedding of its decode: what says whether the models know a text at all."""
+    with torch.inference_mode():
+        vectors = space.encode(list(sentences)).float()
+        texts = decode_unique(space, vectors, beam_size=1)
+        again = space.encode(texts).float()
+        sims = torch.nn.functional.cosine_similarity(vectors, again, dim=-1)
+    exact = sum(t.strip() == s.strip() for t, s in zip(texts, sentences))
+    return exact, float(sims.mean())
+
+
 def decode_unique(space: Any, vectors: Tensor, beam_size: int) -> list[str]:
     """``space.decode`` of each row, decoding bit-identical rows once.
 

@@ -79,6 +79,7 @@ class Experiment:
     method: str = "gradient"  # a name of engine.methods.METHODS
     bank: str | None = None  # "corpus" or the absolute path of a sentence file
     options: Any = GradientOptions()  # the method's options (its METHOD.options dataclass)
+    repeat_of: str | None = None  # the [[experiments]] name this is a repeat of (``repeat`` / ``seeds``), if any
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Spec:
     experiments: tuple[Experiment, ...]
     text: str = field(default="", repr=False, compare=False)  # the TOML exactly as validated
     executor: Executor = Executor()
+    rank_by: str = "text_sim"  # what "best" means: engine.results.RANKINGS
 
     def story_of(self, experiment: Experiment) -> Story:
         return self.stories[experiment.story]

@@ -27,6 +27,7 @@ from engine.banks.source import BANK_CORPUS, bank_source_problem, resolve_bank_p
 from engine.methods import METHODS, methods_with, option_field, option_keys
 from engine.methods.method import Invalid
 from engine.models.predictor_dir import HUB_ID_FORM, parse_hub_id, predictor_dir_problem
+from engine.results import RANKINGS
 from engine.scoring.terms import SOLO_TERMS, TERMS
 from engine.spec.config import Backend, Executor, Experiment, Objective, Spec, Story
 from engine.spec.where import At, LineFinder, SpecError, choices, describe, key_label, suggest
@@ -39,7 +40,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
 NORMS = ("reference", "none")  # or a positive number
 # Upper bounds: past these a typo (an extra zero, a pasted id) would run for days or fill memory.
-MAXIMA = {"steps": 1_000_000, "decode_every": 1_000_000, "beam_size": 64, "seed": 2**63 - 1}
+MAXIMA = {"steps": 1_000_000, "decode_every": 1_000_000, "beam_size": 64, "seed": 2**63 - 1, "repeat": 1000}
 BOM = "\ufeff"  # editors on Windows start UTF-8 files with it; TOML itself does not allow it
 EXECUTORS = ("inline", "ray")
 
@@ -53,7 +54,7 @@ DEFAULT_CARDS = {
 # that module imports torch, which `--check` should not pay for; a unit test
 # keeps the two in agreement.
 
-TOP_KEYS = ("backend", "defaults", "stories", "experiments", "executor")
+TOP_KEYS = ("rank_by", "backend", "defaults", "stories", "experiments", "executor")
 EXECUTOR_KEYS = ("kind", "address", "workers", "gpus_per_worker", "max_attempts")
 BACKEND_KEYS = ("kind", "encoder", "decoder", "tokenizer", "predictor", "device", "dtype")
 STORY_KEYS = ("sentences", "optimize", "targets", "context")
@@ -71,6 +72,8 @@ DEFAULTABLE_KEYS = (
     "seed",
     "method",
     "bank",
+    "repeat",
+    "seeds",
     *option_keys(),
 )
 EXPERIMENT_KEYS = ("name", *DEFAULTABLE_KEYS)
@@ -198,7 +201,8 @@ class _Parser:
         experiments = self.experiments(data.get("experiments"), settings)
         at = root.key("executor")
         executor = self.executor(self.table(data.get("executor"), at, "[executor]"), at)
-        return Spec(self.path, backend, self.stories, experiments, self.text, executor)
+        rank_by = self.choice(data.get("rank_by", RANKINGS[0]), root.key("rank_by"), RANKINGS)
+        return Spec(self.path, backend, self.stories, experiments, self.text, executor, rank_by)
 
     def executor(self, raw: dict[str, Any], at: At) -> Executor:
         self.known_keys(raw, at, EXECUTOR_KEYS)
@@ -323,6 +327,10 @@ class _Parser:
             return self.integer(value, at, minimum=1, maximum=MAXIMA[key])
         if key == "seed":
             return self.integer(value, at, minimum=0, maximum=MAXIMA[key])
+        if key == "repeat":
+            return self.integer(value, at, minimum=1, maximum=MAXIMA[key])
+        if key == "seeds":
+            return self.seeds(value, at)
         if key == "optimizer":
             return self.choice(value, at, OPTIMIZERS)
         if key == "objective":
@@ -359,6 +367,16 @@ class _Parser:
             raise self.fail(at, f"must be <= {maximum:g}, got {value!r}")
         return number
 
+    def seeds(self, value: Any, at: At) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(at, f"must be a non-empty array of seeds (integers), got {describe(value)}")
+        if len(value) > MAXIMA["repeat"]:
+            raise self.fail(at, f"at most {MAXIMA['repeat']} seeds, got {len(value)}")
+        seeds = tuple(self.integer(v, at.item(i), minimum=0, maximum=MAXIMA["seed"]) for i, v in enumerate(value))
+        if len(set(seeds)) != len(seeds):
+            raise self.fail(at, f"a seed is listed twice: {sorted(seeds)}")
+        return seeds
+
     def objective(self, value: Any, at: At) -> Objective:
         if value == "cycle":
             raise self.fail(at, "cycle alone has no target: add it to another term, e.g. {cosine = 1.0, cycle = 0.5}")
@@ -393,16 +411,18 @@ class _Parser:
         seen: dict[str, str] = {}
         experiments = []
         for i, value in enumerate(raw):
-            experiment = self.experiment(value, At(f"experiments[{i}]", ("experiments", i)), settings)
-            if experiment.name in seen:
-                label = f"experiments[{i}] ({experiment.name})"
-                where = At(f"{label}.name", ("experiments", i, "name"))
-                raise self.fail(where, f"duplicate experiment name '{experiment.name}' (also {seen[experiment.name]})")
-            seen[experiment.name] = f"experiments[{i}]"
-            experiments.append(experiment)
+            for experiment in self.experiment(value, At(f"experiments[{i}]", ("experiments", i)), settings):
+                if experiment.name in seen:
+                    label = f"experiments[{i}] ({experiment.name})"
+                    where = At(f"{label}.name", ("experiments", i, "name"))
+                    also = seen[experiment.name]
+                    raise self.fail(where, f"duplicate experiment name '{experiment.name}' (also {also})")
+                seen[experiment.name] = f"experiments[{i}]"
+                experiments.append(experiment)
         return tuple(experiments)
 
-    def experiment(self, value: Any, at: At, settings: dict[str, Any]) -> Experiment:
+    def experiment(self, value: Any, at: At, settings: dict[str, Any]) -> list[Experiment]:
+        """One [[experiments]] table: one experiment, or one per seed with ``repeat`` / ``seeds``."""
         raw = self.table(value, at, "[[experiments]]")
         if "name" not in raw:
             raise self.fail(at, "missing required key 'name'")
@@ -423,7 +443,17 @@ class _Parser:
                     at, f"which story? set 'story' here or in [defaults] (stories: {', '.join(self.stories)})"
                 )
             values["story"] = next(iter(self.stories))
-        return self.with_method(values, raw, at, name)
+        repeat, seeds = values.pop("repeat", None), values.pop("seeds", None)
+        if repeat is not None and seeds is not None:
+            raise self.fail(at.key("seeds"), "give repeat or seeds, not both")
+        if seeds is None and (repeat or 1) > 1:
+            seeds = tuple(range(values.get("seed", 0), values.get("seed", 0) + repeat))
+            if seeds[-1] > MAXIMA["seed"]:
+                raise self.fail(at.key("repeat"), f"seeds {seeds[0]}..{seeds[-1]} go past {MAXIMA['seed']}")
+        if seeds is None:
+            return [self.with_method(values, raw, at, name)]
+        # each seed its own experiment, named so that the repeats group: name@seed
+        return [self.with_method(dict(values, seed=seed, repeat_of=name), raw, at, f"{name}@{seed}") for seed in seeds]
 
     def with_method(self, values: dict[str, Any], raw: dict[str, Any], at: At, name: str) -> Experiment:
         """Split the method's options from the other settings and check the method's own rules."""

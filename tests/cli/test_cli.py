@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,13 +93,18 @@ steps = 400
 """
 
 
-def env() -> dict[str, str]:
+def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "EMBOPT_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "embopt_tui", *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "embopt_tui", *args],
+        cwd=cwd,
+        env={**environment(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -106,7 +112,7 @@ def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "embopt_tui", *args],
         cwd=cwd,
-        env=env(),
+        env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -171,7 +177,9 @@ def test_start_up_leaves_torch_unimported(args: list[str], tmp_path: Path) -> No
         f"try:\n    code = main({args!r})\nexcept SystemExit as e:\n    code = e.code\n"
         f"print('HEAVY', code, sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=environment(), capture_output=True, text=True
+    )
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY 0 []", proc.stdout + proc.stderr
     if args == ["--help"]:
         for text in ("--no-ui", "--runs-dir", "--check", "--resume", "report RUN_DIR", "--version", "EMBOPT_THREADS"):
@@ -181,7 +189,7 @@ def test_start_up_leaves_torch_unimported(args: list[str], tmp_path: Path) -> No
 def test_console_script_and_version() -> None:
     script = Path(sys.executable).with_name("embopt-tui")
     assert script.exists(), "the project is not installed into this environment (run scripts/setup.sh)"
-    proc = subprocess.run([str(script), "--version"], env=env(), capture_output=True, text=True)
+    proc = subprocess.run([str(script), "--version"], env=environment(), capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("embopt-tui ")
 
 
@@ -272,10 +280,11 @@ def test_headless_run_writes_the_run_directory(reference: tuple[subprocess.Compl
         assert row["status"] == "done" and row["error"] is None
         assert row["steps_done"] == row["steps"] and len(row["trajectory"]) >= row["steps"]
         assert math.isclose(row["improvement"], row["final_sim"] - row["init_sim"], abs_tol=1e-6)
-    # best per story: only experiments on the same story compete
+    # best per story, by the honest score: only experiments on the same story compete
+    assert data["rank_by"] == "text_sim"
     by_story: dict[str, dict] = {}
     for row in data["experiments"]:
-        if row["story"] not in by_story or row["final_sim"] > by_story[row["story"]]["final_sim"]:
+        if row["story"] not in by_story or row["text_sim"] > by_story[row["story"]]["text_sim"]:
             by_story[row["story"]] = row
     assert data["best"] == {story: row["name"] for story, row in by_story.items()}
     assert [r["name"] for r in data["experiments"] if r["best"]] == [
@@ -367,17 +376,15 @@ def test_signal_while_models_load(signals: tuple[signal.Signals, ...], tmp_path:
     config = write_queue(tmp_path)
     proc = start("--no-ui", "--runs-dir", "runs", config.name, cwd=tmp_path)
     run_dir = wait_for(tmp_path / "runs", proc, lambda e: e["type"] == "backend_loading")
-    for sig in signals:  # the models take seconds to load: the engine cannot stop before that
+    for sig in signals:  # the models take seconds to load; nothing runs meanwhile, so the first signal ends it
         proc.send_signal(sig)
         time.sleep(0.1)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert results(run_dir)["status"] == "interrupted"
-    if len(signals) == 1:  # orderly: the engine stopped once loaded, the table and path printed
-        assert f"run directory: {run_dir}" in out and "stopping after the current step" in out
-        assert {r["status"] for r in results(run_dir)["experiments"]} == {"pending"}
-    else:  # forced: no orderly ending, no table
-        assert "run directory:" not in out
+    assert {r["status"] for r in results(run_dir)["experiments"]} == {"pending"}  # --resume runs them all
+    assert f"{signals[0].name}: stopped while loading the models; nothing had run" in out
+    assert f"run directory: {run_dir}" in out and "Traceback" not in err
 
 
 def test_diverging_experiment_fails_alone_on_a_terminal(tmp_path: Path) -> None:
@@ -421,7 +428,7 @@ def test_bad_thread_setting_is_a_usage_error(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "embopt_tui", "--no-ui", "queue.toml"],
         cwd=tmp_path,
-        env={**env(), "EMBOPT_THREADS": "many"},
+        env={**environment(), "EMBOPT_THREADS": "many"},
         capture_output=True,
         text=True,
     )
@@ -438,7 +445,7 @@ def spawn_on_terminal(args: list[str], cwd: Path, *, size: tuple[int, int] = (40
         sys.executable,
         ["-m", "embopt_tui", *args],
         cwd=str(cwd),
-        env={**env(), "TERM": "xterm-256color", "COLUMNS": str(size[1]), "LINES": str(size[0])},
+        env={**environment(), "TERM": "xterm-256color", "COLUMNS": str(size[1]), "LINES": str(size[0])},
         dimensions=size,
         encoding="utf-8",
         timeout=180,
@@ -451,9 +458,10 @@ def test_second_ctrl_c_on_a_terminal_gives_the_terminal_back(tmp_path: Path) -> 
     """The forced exit ends the bars' line and shows the cursor again: the shell prompt comes back usable."""
     import pexpect
 
-    config = write_queue(tmp_path, '[defaults]\nstory = "lily"\n\n[[experiments]]\nname = "a"\ninit = "Hi."\n')
+    long = '[defaults]\nstory = "lily"\nsteps = 100000\n\n[[experiments]]\nname = "a"\ninit = "Hi."\n'
+    config = write_queue(tmp_path, long)
     child = spawn_on_terminal(["--no-ui", "--runs-dir", "runs", config.name], tmp_path, size=(24, 80))
-    child.expect("loading")  # the loading bar is up; the engine cannot stop before the models are in
+    child.expect(r"\d+\.\d steps/s")  # running: the first Ctrl+C stops after the current step
     child.kill(signal.SIGINT)
     child.expect("stopping")
     child.kill(signal.SIGINT)
@@ -486,7 +494,7 @@ def test_dashboard_without_a_terminal_is_a_usage_error(missing: str, tmp_path: P
         proc = subprocess.run(
             [sys.executable, "-m", "embopt_tui", "--runs-dir", "runs", config.name],
             cwd=tmp_path,
-            env=env(),
+            env=environment(),
             text=True,
             timeout=120,
             **streams,
@@ -516,7 +524,7 @@ def test_dashboard_whose_terminal_closes_without_a_sighup_stops_and_saves(tmp_pa
     proc = subprocess.Popen(
         [sys.executable, "-m", "embopt_tui", "--runs-dir", "runs", config.name],
         cwd=tmp_path,
-        env={**env(), "TERM": "xterm-256color"},
+        env={**environment(), "TERM": "xterm-256color"},
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -558,52 +566,64 @@ story = "tom"
 init = "I like cheese."
 lr = 0.02
 """
-LIVE_EDIT = LIVE.replace("steps = 100000", "steps = 12").replace("lr = 0.02", "lr = 0.3") + (
+LIVE_EDIT = LIVE.replace("lr = 0.02", "lr = 0.3") + (
     '\n[[experiments]]\nname = "added"\nstory = "tom"\ninit = "Begin of text."\n'
 )
+RUNNING_EDIT = LIVE_EDIT.replace("steps = 100000", "steps = 12")  # a runs: this would rewrite what it runs with
 
 
 def test_a_live_edit_in_the_dashboard_is_what_resume_continues(tmp_path: Path) -> None:
-    """Add an experiment and change an lr while the dashboard runs, stop it, resume headless: the edit holds."""
+    """Add an experiment and change a pending lr while the dashboard runs, stop it, resume headless: the edit holds.
+    An edit of the running experiment is refused whole: config.toml keeps saying what ran."""
     import pexpect
 
     config = write_queue(tmp_path, LIVE)
     child = spawn_on_terminal(["--runs-dir", "runs", config.name], tmp_path)
 
-    def wait_event(kind: str) -> Path:
+    def wait_event(kind: str, status: str | None = None) -> Path:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.1)  # keep reading the screen, as a terminal does
             assert child.isalive(), child.logfile_read.getvalue()[-2000:]
             for found in (tmp_path / "runs").glob("*/events.jsonl"):
-                if any(e["type"] == kind for e in events(found.parent)):
+                if any(e["type"] == kind and status in (None, e.get("status")) for e in events(found.parent)):
                     return found.parent
         raise AssertionError(f"no {kind} event")
 
+    def save(text: str, later: float) -> None:
+        config.write_text(BACKEND + STORIES + text, encoding="utf-8")
+        os.utime(config, (time.time() + later, time.time() + later))  # a new mtime even within the clock's resolution
+
     try:
         run_dir = wait_event("step")
-        config.write_text(BACKEND + STORIES + LIVE_EDIT, encoding="utf-8")
-        os.utime(config, (time.time() + 5, time.time() + 5))  # a new mtime even within the clock's resolution
+        save(RUNNING_EDIT, 5)
+        wait_event("config_rejected")
+        assert (run_dir / "config.toml").read_text(encoding="utf-8") == BACKEND + STORIES + LIVE
+        save(LIVE_EDIT, 10)
         wait_event("config_applied")
+        child.send("s")  # skip the running experiment (the queue follows it), so the resume is short
+        wait_event("experiment_finished", "skipped")
         child.kill(signal.SIGTERM)
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
     assert child.exitstatus == 130
     assert (run_dir / "config.toml").read_text(encoding="utf-8") == BACKEND + STORIES + LIVE_EDIT
-    assert "steps = 100000" in (run_dir / "config.started.toml").read_text(encoding="utf-8")
+    assert "lr = 0.02" in (run_dir / "config.started.toml").read_text(encoding="utf-8")
+    rejected = [e for e in events(run_dir) if e["type"] == "config_rejected"]
+    assert len(rejected) == 1 and "a is running: its steps (100000 -> 12) cannot change" in rejected[0]["error"]
 
     resumed = cli("--no-ui", "--resume", str(run_dir), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     rows = {r["name"]: r for r in results(run_dir)["experiments"]}
-    assert list(rows) == ["a", "b", "added"] and {r["status"] for r in rows.values()} == {"done"}
+    assert list(rows) == ["a", "b", "added"]
+    assert [r["status"] for r in rows.values()] == ["skipped", "done", "done"]
     assert rows["b"]["lr"] == 0.3 and rows["added"]["steps_done"] == 10
-    assert rows["a"]["steps_done"] == 12  # interrupted, so run again from its start with the settings it now has
 
 
 # --- what the headless table shows ---------------------------------------------------------------------------
-def test_headless_at_80_columns_keeps_final_sim_improvement_and_oracle(tmp_path: Path) -> None:
-    """Init Text and Decoded z give way first: the numbers that answer "did it work" stay on screen."""
+def test_headless_at_80_columns_keeps_the_honest_score_and_the_oracle(tmp_path: Path) -> None:
+    """Decoded z, Init Text and the lesser numbers give way first: Text Sim, Text and the Oracle stay on screen."""
     import pexpect
 
     body = """
@@ -626,9 +646,12 @@ name = "baseline"
     child.close()
     assert child.exitstatus == 0
     screen = child.logfile_read.getvalue()
-    header = next(line for line in screen.splitlines() if line.lstrip().startswith("Experiment"))
-    assert all(column in header for column in ("Final Sim", "Improvement", "Oracle")), repr(header)
+    lines = [re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", line).rstrip("\r") for line in screen.splitlines()]
+    at = next(i for i, line in enumerate(lines) if line.lstrip().startswith("Experiment"))
+    header = lines[at]
+    assert all(column in header for column in ("Final Sim", "Oracle", "Text Sim", "Text")), repr(header)
     assert "Decoded z" not in header and "Init Text" not in header
+    assert all(len(line) <= 80 for line in lines[at : at + 4])  # fitted, not wrapped
 
 
 def test_skipped_experiments_are_their_own_status_headless_and_exit_0(tmp_path: Path) -> None:
@@ -671,7 +694,10 @@ def test_report_on_an_80_column_terminal_fits_the_table(
     child.expect(pexpect.EOF)
     child.close()
     lines = child.logfile_read.getvalue().splitlines()
-    assert child.exitstatus == 0 and "Final Sim" in lines[0] and "Decoded z" not in lines[0]
-    assert "Oracle" in lines[0][:80]
-    piped = cli("report", str(run_dir), cwd=run_dir).stdout.splitlines()  # a pipe gets every column
+    assert child.exitstatus == 0 and "Decoded z" not in lines[0]
+    assert all(column in lines[0] for column in ("Experiment", "Oracle", "Text Sim", "Text"))
+    assert all(len(line) <= 80 for line in lines[:6])  # each row on one line: fitted, not wrapped
+    piped = cli("report", str(run_dir), cwd=run_dir).stdout.splitlines()  # a pipe gets every column, whole
     assert "Decoded z" in piped[0]
+    data = results(run_dir)
+    assert all(row["text"] in "\n".join(piped) for row in data["experiments"])

@@ -196,15 +196,16 @@ def test_one_story_is_shared_out_among_idle_workers_with_the_inline_numbers(clus
         close(row, reference)
 
 
-def test_models_that_do_not_load_on_the_workers_fail_the_queue_in_one_line(cluster, tiny_backend, tmp_path):
+def test_models_that_do_not_load_on_the_workers_fail_the_run_in_one_line(cluster, tiny_backend, tmp_path):
+    """Nothing ran: the run fails in one line and every experiment stays pending for --resume."""
     broken = dataclasses.replace(tiny_backend, predictor=str(tmp_path / "no-such-predictor"))
     rec = Recorder()
     result = run_queue(spec_of(broken), rec, log_dir=tmp_path)
     assert result.status == "failed"
     (failed,) = rec.of(ev.BackendFailed)
     assert "no-such-predictor" in failed.error and "\n" not in failed.error
-    assert {r["status"] for r in result.experiments} == {"failed"}
-    assert {r["error"] for r in result.experiments} == {failed.error}
+    assert {r["status"] for r in result.experiments} == {"pending"}
+    assert not rec.of(ev.ExperimentFinished)
 
 
 def config_text(backend, experiments: list[dict]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from tui_helpers import build, pause_at_step, stop_engine, wait_until
 
 SIZE = (80, 24)
@@ -46,12 +47,15 @@ def test_running(snap_compare, small_queue, tmp_path):
         stop_engine(app)
 
 
-def test_finished_with_table(snap_compare, small_queue, tmp_path):
+@pytest.mark.parametrize("size", [SIZE, (120, 40)], ids=["80x24", "120x40"])
+def test_finished_with_table(snap_compare, small_queue, tmp_path, size):
+    """The Results tab fitted to the terminal: the honest score (Text Sim, Text) and the Oracle in view."""
     app = build(small_queue, tmp_path)
 
     async def before(pilot):
         await wait_until(pilot, lambda: app.engine_code is not None, "the queue to finish")
+        await wait_until(pilot, lambda: app.table._width == size[0], "the table to fit the width")
         app.clear_notifications()
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+    assert snap_compare(app, terminal_size=size, run_before=before)

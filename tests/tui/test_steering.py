@@ -46,7 +46,7 @@ async def test_s_skips_the_experiment_selected_in_the_queue_and_skipped_is_its_o
         # Only the selected one ended; the rest of the batch goes on.
         assert app.state.experiments["baseline"].status == ev.RUNNING
         assert app.state.experiments["story_init"].status == ev.RUNNING
-        assert "higher_lr: saved as skipped" in notices(app)
+        await wait_until(pilot, lambda: "higher_lr: saved as skipped" in notices(app), "the note")
         await pilot.press("s")  # a finished one cannot be skipped
         assert "higher_lr is skipped" in notices(app)
         app.steering.resume()
@@ -55,9 +55,13 @@ async def test_s_skips_the_experiment_selected_in_the_queue_and_skipped_is_its_o
 
         status = app.query_one("#status").render().plain
         assert "done 2/3 · 1 skipped" in status and "3/3" not in status
+        skipped_row = next(r for r in table_rows(app) if "higher_lr" in r[0])  # the Results tab, shown at the end
+        await pilot.press("1")  # the queue beside the Live tab
+        await pilot.pause()
         assert queue_line(app, "higher_lr").startswith("» ")
-        skipped_row = next(r for r in table_rows(app) if "higher_lr" in r[0])
-        assert skipped_row[0].startswith("» ") and "(skipped)" in skipped_row[0] and "✗" not in skipped_row[0]
+        headers = [c.label.plain for c in app.table.ordered_columns]
+        assert skipped_row[0].startswith("» ") and "✗" not in skipped_row[0]
+        assert skipped_row[headers.index("Status")] == "skipped"
         assert "1 skipped" in notices(app)  # the end-of-queue notification
         await pilot.press("s")
         assert "not running" in notices(app)

@@ -14,6 +14,7 @@ from engine.spec import parser
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
+TABLES = ("backend", "defaults", "stories", "experiments", "executor")  # the top-level keys that are tables
 
 
 def documented_keys() -> set[str]:
@@ -24,6 +25,7 @@ def documented_keys() -> set[str]:
 
 def accepted_keys() -> set[str]:
     return {
+        *(key for key in parser.TOP_KEYS if key not in TABLES),
         *parser.BACKEND_KEYS,
         *parser.EXECUTOR_KEYS,
         *parser.STORY_KEYS,
@@ -36,7 +38,7 @@ def test_every_config_key_is_documented_and_every_documented_key_is_accepted() -
     assert accepted - documented == set(), "keys the parser accepts that docs/configuration.md does not describe"
     assert documented - accepted == set(), "keys docs/configuration.md describes that the parser rejects"
     sections = (DOCS / "configuration.md").read_text(encoding="utf-8")
-    for table in parser.TOP_KEYS:
+    for table in TABLES:
         assert f"[{table}" in sections, f"no section for [{table}]"
 
 

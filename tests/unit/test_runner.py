@@ -14,9 +14,15 @@ from engine.run.runner import RunResult, run_queue
 from engine.run.steering import Steering
 from engine.spec import Experiment, Spec, Story
 
-# Every results field the engine fills ("best" compares rows: the store marks it), plus z.
+# Every results field the engine fills ("best" compares rows: the store marks it), plus z and best_z.
 RESULT_KEYS = {
     "name",
+    "repeat_of",
+    "init_loss",
+    "final_loss",
+    "best_loss",
+    "oracle_loss",
+    "best_z",
     "init_text",
     "story",
     "method",
@@ -230,10 +236,10 @@ def test_live_reload_changes_only_pending_experiments(tiny_backend, models):
         tiny_backend,
         QUEUE[0],
         dataclasses.replace(QUEUE[1], lr=0.001, steps=2),  # pending, edited
-        # "c" is running with "a": removing it from the config leaves it running
+        QUEUE[2],  # "c" runs with "a": it stays as it is (an edit that changed or dropped it would be refused)
         Experiment("d", "There was a boy named Tom.", steps=2, story="later"),  # new
     )
-    without_b = make_spec(tiny_backend, *QUEUE[:1])  # a later reload removes pending "b"... then restores it
+    without_b = make_spec(tiny_backend, QUEUE[0], QUEUE[2])  # a later reload removes pending "b"
     reloads = iter([edited])
 
     def hook(event):
@@ -271,14 +277,16 @@ def test_completed_results_are_kept_and_not_rerun(tiny_backend, models):
     assert result.experiments[1]["final_sim"] == pytest.approx(first.experiments[1]["final_sim"], abs=1e-5)
 
 
-def test_a_backend_that_cannot_load_fails_every_pending_experiment(tiny_backend):
+def test_a_backend_that_cannot_load_fails_the_run_and_leaves_every_experiment_pending(tiny_backend):
+    """Nothing ran, so nothing failed: the experiments stay pending, and --resume tries again once it is fixed."""
     backend = dataclasses.replace(tiny_backend, predictor="/nonexistent/predictor")
     rec = Recorder()
     result = run_queue(make_spec(backend, *QUEUE), rec)
     assert result.status == "failed" and result.best == {}
-    assert [r["status"] for r in result.experiments] == ["failed"] * 3
-    assert "does not exist" in rec.of(ev.BackendFailed)[0].error
-    assert result.experiments[0]["error"] == rec.of(ev.BackendFailed)[0].error
+    assert [r["status"] for r in result.experiments] == ["pending"] * 3
+    assert [r["error"] for r in result.experiments] == [None] * 3
+    assert len(rec.of(ev.BackendFailed)) == 1 and "does not exist" in rec.of(ev.BackendFailed)[0].error
+    assert not rec.of(ev.ExperimentFinished)
 
 
 def test_the_real_sonar_card_names_run_the_same_engine(tmp_path, tiny_dir):

@@ -79,7 +79,7 @@ MALFORMED = [
     (
         "unknown_top",
         "verbose = true\n" + BASE,
-        "q.toml:1: unknown key 'verbose' (allowed: backend, defaults, stories, experiments, executor)",
+        "q.toml:1: unknown key 'verbose' (allowed: rank_by, backend, defaults, stories, experiments, executor)",
     ),
     ("unknown_exp_key", _add("lerning_rate = 0.1\n"), f"{EXP}: unknown key 'lerning_rate' (did you mean 'lr'?)"),
     (
@@ -101,8 +101,8 @@ MALFORMED = [
         "unknown_defaults_key",
         _sub("lr = 0.02", 'lr = 0.02\nname = "x"'),
         "q.toml:6: defaults: unknown key 'name' (allowed: story, init, lr, steps, optimizer, objective, norm, "
-        "decode_every, beam_size, seed, method, bank, stop_at, stop_on_exact, snap_every, nearest, top_k, search_width, "
-        "buffer_size, n_replace, topk)",
+        "decode_every, beam_size, seed, method, bank, repeat, seeds, stop_at, stop_on_exact, snap_every, nearest, "
+        "init_noise, top_k, search_width, buffer_size, n_replace, topk)",
     ),
     (
         "unknown_objective_term",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine.rundir import report
+from engine.rundir import columns, report
 from engine.rundir.store import EVENTS_FILE, RunStore, StoreError, read_events
 
 CONFIG = '# the exact text, comments included\n[backend]\nkind = "mini"\n'
@@ -37,6 +37,8 @@ def result(name: str, status: str = "done", final: float = 0.3, **extra: object)
         "improvement": final - 0.171,
         "oracle_sim": 0.9,
         "roundtrip_sim": 0.2,
+        "text_sim": final - 0.1,
+        "text": "Lia was happy.",
         "decoded_z": "Lia wasn't | interested",
         "decoded_predictions": ["She loved."],
         "targets": ["She loved to play outside."],
@@ -137,7 +139,10 @@ def test_a_run_writes_every_file_as_experiments_finish(tmp_path: Path) -> None:
     ):
         assert f"| {col} |" in header
     assert "| **b** |" in md and "**0.305**" in md and "**+0.134**" in md
-    assert "**Best**: `b` (lr=0.02, steps=10) achieved highest final similarity of 0.305." in md
+    assert (
+        '**Best**: `b` (lr=0.02, steps=10), ranked by Text Sim: its best sentence scores 0.205 in z\'s place: "Lia was happy."'
+        in md
+    )
     assert "Lia wasn't \\| interested" in md  # a pipe in text does not split the row
     rows = list(csv.DictReader(io.StringIO((store.run_dir / "results.csv").read_text())))
     assert [r["name"] for r in rows] == ["a", "b", "c"] and [r["best"] for r in rows] == ["0", "1", "0"]
@@ -206,16 +211,34 @@ def test_report_formats_side_by_side(tmp_path: Path) -> None:
         report.load_run(tmp_path / "nope")
 
 
+def headers(rows: list[dict], several_runs: bool = False) -> list[str]:
+    return [c.header for c in columns.choose(rows, several_runs=several_runs)]
+
+
+REFERENCE = ["Experiment", "Init Text", "LR", "Steps", "Init Sim", "Final Sim", "Improvement"]
+METRICS = ["Oracle", "Round-trip", "Text Sim"]
+LOSSES = ["Init Loss", "Final Loss", "Best Loss"]
+
+
 def test_report_columns_are_the_references_then_what_tells_rows_apart() -> None:
     """mse, sgd and none rows must not look alike; settings every row shares stay out of the way."""
-    reference = [*report.REFERENCE_COLUMNS, "Oracle", "Round-trip", "Text Sim"]
     same = [result("a"), result("b", lr=0.05)]
-    assert report.columns(same) == [*reference, "Text", "Decoded z"]  # the reference report's table, unchanged
+    assert headers(same) == [*REFERENCE, *METRICS, "Text", "Decoded z"]  # the reference report's table, unchanged
     mixed = same + [result("c", objective="mse", optimizer="sgd", norm="none", seed=3)]
-    assert report.columns(mixed) == [*reference, "Objective", "Optimizer", "Norm", "Seed", "Text", "Decoded z"]
+    expected = [*REFERENCE, *LOSSES, *METRICS, "Objective", "Optimizer", "Norm", "Seed", "Text", "Decoded z"]
+    assert headers(mixed) == expected  # mse is not cosine: each row's own objective, at start, end and best
     skipped = same + [result("d", status="skipped", story="tom", beam_size=4, decode_every=5)]
-    assert report.columns(skipped) == [*reference, "Story", "Beam Size", "Decode Every", "Status", "Text", "Decoded z"]
-    assert report.columns(same, several_runs=True)[:2] == ["Run", "Experiment"]
+    assert headers(skipped) == [
+        *REFERENCE,
+        *METRICS,
+        "Story",
+        "Beam Size",
+        "Decode Every",
+        "Status",
+        "Text",
+        "Decoded z",
+    ]
+    assert headers(same, several_runs=True)[:2] == ["Run", "Experiment"]
 
     run = report.Run("r", {"experiments": mixed, "best": {"lily": "a"}})
     table = report.format_table([run]).splitlines()
@@ -229,33 +252,36 @@ def test_report_columns_are_the_references_then_what_tells_rows_apart() -> None:
 
 
 def test_side_by_side_runs_show_the_settings_that_differ_between_them(tmp_path: Path) -> None:
-    one = report.Run("one", {"experiments": [result("a"), result("b", final=0.2)]})
-    two = report.Run("two", {"experiments": [result("a", objective="mse"), result("b", objective="mse", final=0.2)]})
-    assert "Objective" not in report.headers([one]) and "Objective" not in report.headers([two])
-    assert report.headers([one, two]) == [
+    one = [result("a"), result("b", final=0.2)]
+    two = [result("a", objective="mse"), result("b", objective="mse", final=0.2)]
+    assert "Objective" not in headers(one) and "Objective" not in headers(two)
+    assert headers(one + two, several_runs=True) == [
         "Run",
-        *report.REFERENCE_COLUMNS,
-        "Oracle",
-        "Round-trip",
-        "Text Sim",
+        *REFERENCE,
+        *LOSSES,
+        *METRICS,
         "Objective",
         "Text",
         "Decoded z",
     ]
 
 
-def test_a_table_at_80_columns_keeps_the_similarities() -> None:
-    """Free text goes first (Decoded z, then Init Text), so Final Sim, Improvement and Oracle stay on screen."""
+def test_a_table_at_80_columns_keeps_the_honest_score() -> None:
+    """Free text goes first (Decoded z, then Init Text), then the lesser numbers; Text Sim and Text stay on screen."""
     rows = [result("story_init_lower_lr", init_text="There was a boy named Tom.", decoded_z="Once upon a time " * 3)]
     run = report.Run("r", {"experiments": rows + [result("baseline", final=0.2)]})
     wide = report.format_table([run]).splitlines()
     assert "Decoded z" in wide[0] and max(map(len, wide[:4])) > 80
     narrow = report.format_table([run], width=80).splitlines()
-    for column in ("Final Sim", "Improvement", "Oracle"):
-        assert narrow[0].index(column) + len(column) <= 80
+    assert max(map(len, narrow[:4])) <= 80
+    for column in ("Experiment", "Text Sim", "Text", "Final Sim"):
+        assert column in narrow[0]
     assert "Decoded z" not in narrow[0] and "Init Text" not in narrow[0]
+    assert "Lia was happy." in narrow[2]  # the found sentence, whole at this width
     middle = report.format_table([run], width=160).splitlines()  # Decoded z narrowed, not dropped
     assert "Init Text" in middle[0] and "Decoded z" in middle[0] and max(map(len, middle[:4])) <= 160
+    tight = report.format_table([run], width=40).splitlines()  # past every step: the honest score is what is left
+    assert tight[0].split() == ["Experiment", "Text", "Sim", "Text"]
 
 
 def tiny_config(tiny_dir: Path, experiments: str) -> str:

@@ -49,9 +49,8 @@ def render_decoded(x: ExperimentView | None, width: int) -> Text:
         targets = x.targets or tuple(result.get("targets") or ())
     head = f"z @ {step}: "
     lines = [Text.assemble((head, "bold"), (ellipsize(z_text, Z_LINES * width - len(head) - 1), "magenta"))]
-    if x.text and x.text != z_text:  # the best real sentence so far, when z does not decode to it now
-        label = f"text {num(x.text_sim)}: "
-        lines.append(Text.assemble((label, "bold"), (ellipsize(x.text, width - len(label) - 1), "bold magenta")))
+    if x.text and x.text != z_text:  # the best real sentence so far, whole (wrapped): it is the finding
+        lines.append(Text.assemble((f"text {num(x.text_sim)}: ", "bold"), (x.text, "bold magenta")))
     for i, prediction in enumerate(predictions):
         hit = i < len(exact) and bool(exact[i])
         target = targets[i] if i < len(targets) else ""

@@ -77,6 +77,12 @@ class CurvesPlot(Vertical):
             pad = (hi - lo) * MARGIN or 0.01
             self.y_range = (lo - pad, hi + pad)
             plt.ylim(*self.y_range)
+        if self.by_scorings and not legend.plain:  # no curve: said in words, rather than an empty frame
+            legend = Text(
+                "No experiment has a search trace yet: the discrete methods (bank_search, bank_swap, token_swap) "
+                "draw their honest score per scoring here. m switches back to similarity per step.",
+                style="dim",
+            )
         self.query_one("#legend", Static).update(legend)
         widget.refresh()
 

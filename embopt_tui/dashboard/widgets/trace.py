@@ -10,6 +10,7 @@ from textual.widget import Widget
 
 from embopt_tui.dashboard.state import ExperimentView
 from embopt_tui.format import STATUS_STYLES, duration, num, spark_rows
+from engine.methods import METHODS
 
 CHART_ROWS = 3  # at 80x24; taller terminals give the chart more (up to MAX_CHART_ROWS)
 MAX_CHART_ROWS = 16
@@ -91,7 +92,11 @@ class LiveView(Widget):
                 title.append(f"  {x.steps_per_s:.1f}/s")
                 if x.eta_s is not None:
                     title.append(f"  ETA {duration(x.eta_s)}")
-        metrics = Text(f"loss {num(x.loss, 4)}   norm {num(x.norm, 4)}")
+        e = x.experiment
+        label = "loss" if e is None or e.objective.label == "cosine" else f"{e.objective.label} loss"
+        metrics = Text(f"{label} {num(x.loss, 4)}")
+        if e is None or "norm" in METHODS[e.method].uses:  # the discrete methods have no z to project
+            metrics.append(f"   norm {num(x.norm, 4)}")
         error = x.result.get("error") if x.result else None
         if error:
             metrics.append(f"   {error}", style="red")

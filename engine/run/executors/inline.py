@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import events as ev
 from engine.methods.method import Command
-from engine.run.backend import Models, ready
+from engine.run.backend import BackendError, Models, ready
 from engine.run.batches import run_batch
 from engine.run.queue import Queue
 from engine.run.threads import apply_thread_limit
@@ -21,6 +20,7 @@ def run_inline(queue: Queue, models: Models | None) -> bool:
     injected: dict[Backend, Models] = {queue.spec.backend: models} if models is not None else {}
     loaded: dict[Backend, Models] = {}
     banks: dict[tuple[str, Backend], Any] = {}
+    checked: set[str] = set()  # stories whose round trip was announced
 
     while True:
         command = queue.poll()
@@ -32,11 +32,8 @@ def run_inline(queue: Queue, models: Models | None) -> bool:
         backend = queue.spec.backend
         try:
             current = loaded.get(backend) or ready(backend, injected.get(backend), queue.spec, emit)
-        except Exception as err:  # the backend cannot load: nothing pending can run
-            error = one_line(err)
-            emit(ev.BackendFailed(error))
-            queue.end_pending(ev.FAILED, error=error)
-            return False
+        except Exception as err:  # the backend cannot load: nothing pending can run, nor fail
+            raise BackendError(one_line(err)) from None
         loaded[backend] = current
         if queue.steering.stop_requested:
             return True
@@ -50,6 +47,6 @@ def run_inline(queue: Queue, models: Models | None) -> bool:
             stopped = stopped or command.stop
             return command
 
-        run_batch(batch, queue.spec, current, banks, emit=emit, on_finished=queue.finish, poll=poll)
+        run_batch(batch, queue.spec, current, banks, emit=emit, on_finished=queue.finish, poll=poll, checked=checked)
         if stopped:
             return True

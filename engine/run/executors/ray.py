@@ -48,6 +48,7 @@ from typing import Any
 
 from engine import events as ev
 from engine.results import result_row
+from engine.run.backend import BackendError
 from engine.run.queue import Queue
 from engine.run.threads import thread_limit
 from engine.spec import Executor
@@ -55,11 +56,12 @@ from engine.text import one_line
 
 LOG_FILE = "ray.log"
 LOGS_DIR = "ray-logs"
+LOADING_START = 0.2  # the share of the loading bar the cluster's start takes
 POLL_S = 0.25  # how often the driver looks at the steering while nothing arrives: the faces redraw at 4 Hz
 OBJECT_STORE_BYTES = 128 * 2**20  # events and results only: Ray's default (30 % of RAM) would reserve GBs
 
 
-class ClusterError(Exception):
+class ClusterError(BackendError):
     """The cluster cannot be started or reached: ``str(err)`` is one line."""
 
 
@@ -386,6 +388,8 @@ class _Driver:
         self.stopping = False
         self.paused = False
         self.last_error = ""
+        self.load_error: str | None = None  # the models failed to load on a worker: the run ends, resumable
+        self.checked: set[str] = set()  # stories whose round trip has been announced
 
     # --- workers -------------------------------------------------------------
     def start_worker(self) -> None:
@@ -466,13 +470,15 @@ class _Driver:
         self.threads = worker_threads(self.queue.spec, count)
         for _ in range(count):
             self.start_worker()
-        self.emit(ev.BackendLoading(f"loading models on {count} Ray workers", 0.2))
+        self.emit(ev.BackendLoading(f"loading models on {count} Ray workers", LOADING_START))
         try:
             while self.step():
                 pass
         finally:
             for worker in self.workers:
                 self._kill(worker)
+        if self.load_error is not None:
+            raise BackendError(self.load_error)
         return self.stopping and any(s in (ev.PENDING, ev.INTERRUPTED) for s in self.queue.status.values())
 
     def step(self) -> bool:
@@ -537,14 +543,12 @@ class _Driver:
         elif kind == "prepare_failed":
             if self._is_death(payload):
                 self.died(worker, payload)
-            else:  # the models do not load: nothing pending can run anywhere
-                error = one_line(payload.cause if hasattr(payload, "cause") and payload.cause else payload)
-                self.emit(ev.BackendFailed(error))
+            else:  # the models do not load: nothing can run anywhere; what did not finish stays to be resumed
+                self.load_error = one_line(payload.cause if hasattr(payload, "cause") and payload.cause else payload)
                 for other in self.workers:
                     if other.task is not None:
-                        self.finish_rows(other.task.left, ev.FAILED, error)
+                        self.finish_rows(other.task.left, ev.INTERRUPTED, None)
                         other.task = None
-                self.queue.end_pending(ev.FAILED, error=error)
                 self.retry.clear()
                 self.stopping = True
         elif kind == "items":
@@ -563,7 +567,10 @@ class _Driver:
         if not self.announced:
             self.announced = True
             for data in info["events"]:
-                self.emit(ev.event_from_json(data))
+                event = ev.event_from_json(data)
+                if isinstance(event, ev.BackendLoading):  # the worker's 0..1 after the cluster's start: 0.2..1
+                    event = ev.BackendLoading(event.stage, LOADING_START + (1 - LOADING_START) * event.fraction)
+                self.emit(event)
         self.emit(
             ev.WorkerStarted(
                 worker.name, info["host"], int(info["pid"]), tuple(info["gpus"]), info["device"], self.ready_count()
@@ -573,7 +580,12 @@ class _Driver:
     def items(self, task: _Task, items: list[dict[str, Any]]) -> None:
         for item in items:
             if "event" in item:
-                self.emit(ev.event_from_json(item["event"]))
+                event = ev.event_from_json(item["event"])
+                if isinstance(event, ev.StoryChecked):  # each worker checks its stories; the run says it once
+                    if event.story in self.checked:
+                        continue
+                    self.checked.add(event.story)
+                self.emit(event)
             elif "finished" in item:
                 result = item["finished"]
                 task.finished.add(result["name"])

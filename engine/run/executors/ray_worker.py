@@ -39,6 +39,7 @@ class BatchWorker:
             torch.set_num_threads(threads)
         self.models: Any = None
         self.banks: dict = {}
+        self.checked: set[str] = set()  # stories whose round trip this worker announced (the driver keeps one each)
         self._lock = threading.Lock()
         self._commands: dict[int, str | set[str]] = {}  # batch id -> "stop" or names to skip
 
@@ -95,6 +96,7 @@ class BatchWorker:
                     emit=lambda event: out.append({"event": event.to_json()}),
                     on_finished=lambda result: out.append({"finished": result}),
                     poll=lambda: self._poll(batch_id),
+                    checked=self.checked,
                 )
             except BaseException as err:  # the driver fails what did not finish, with this line
                 out.append({"error": one_line(err)})
