@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,8 @@ def format_table(runs: Sequence[Run], width: int | None = None) -> str:
         out.append(line("*" if (row["run"], row.get("name")) in best else " ", layout.cells(row_cells)))
     for run in runs:
         for best_line in best_lines(run, markdown=False):
-            out.append(("" if len(runs) == 1 else f"{run.label}: ") + best_line)
+            line = ("" if len(runs) == 1 else f"{run.label}: ") + best_line
+            out += textwrap.wrap(line, width, subsequent_indent="  ") if width else [line]
     return "\n".join(out) + "\n"
 
 

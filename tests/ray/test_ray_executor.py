@@ -129,6 +129,8 @@ def test_two_stories_on_two_workers_give_the_inline_results(cluster, tiny_backen
     result = run_queue(spec_of(tiny_backend), rec, control, log_dir=tmp_path)
     assert result.status == "done"
     assert [e.paused for e in rec.of(ev.Paused)] == [True, False]
+    fractions = [e.fraction for e in rec.of(ev.BackendLoading)]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0  # the loading bar never goes back
     for row in result.experiments:
         close(row, inline_rows[row["name"]])
     started = rec.of(ev.WorkerStarted)
