@@ -242,10 +242,47 @@ def evaluate(sample: Sample, seed: int = DEFAULT_SEED) -> dict[str, Any]:
             str(p.relative_to(ASSETS_DIR)): p.stat().st_size for p in sorted(ASSETS_DIR.rglob("*")) if p.is_file()
         },
         "corpus": corpus_statistics(corpus),
+        "lm": _lm_figures(sample),
         "training": _training_record(),
         "quick": sample == QUICK,
         "seconds": round(time.monotonic() - start, 1),
     }
+
+
+def _lm_figures(sample: Sample) -> dict[str, Any] | None:
+    from engine.mini.lm import LM_DIR, TRAINING_FILE, evaluate_lm
+
+    if not (LM_DIR / "config.json").is_file():
+        return None
+    figures = evaluate_lm(LM_DIR, sample=sample.heldout_sentences)
+    figures["training"] = json.loads((LM_DIR / TRAINING_FILE).read_text(encoding="utf-8"))
+    return figures
+
+
+def _lm_card(lm: dict[str, Any] | None) -> str:
+    if lm is None:
+        return "\n## Fluency model\nNot trained: run `python -m engine.mini.lm`.\n"
+    t, z = lm["training"], lm["training"]["sizes"]
+    return f"""
+## Fluency model `lm/`
+A GPT-2 causal language model (hidden {z["hidden"]}, {z["layers"]} layers, {z["heads"]} heads, {lm["parameters"]:,} parameters)
+with a word-level tokenizer ({lm["vocabulary"]} tokens), a standard transformers directory trained by
+`python -m engine.mini.lm` ({t["schedule"]["steps"]} steps, {t["seconds"]} s on {t["threads"]} CPU thread) on every sentence of the
+training stories. It scores fluency (`text_nll`, the `fluency` term, `fluent_swap`) through the same code that
+loads any Hugging Face LM.
+
+| metric | value | target |
+|---|---:|---:|
+| NLL per token, held-out sentences never seen in training ({lm["heldout_unseen_sentences"]}): mean / p50 / p95 | {lm["nll_mean"]:.3f} / {lm["nll_p50"]:.3f} / {lm["nll_p95"]:.3f} | |
+| NLL of the worst token of each of those sentences: p95 | {lm["worst_token_nll_p95"]:.3f} | |
+| NLL per token, training sentences (mean) | {lm["train_nll_mean"]:.3f} | |
+| ranks a real sentence above its words shuffled ({lm["pairs"]} held-out sentences) | {lm["beats_shuffled"]:.4f} | >= 0.99 |
+| ranks a real sentence above it with one word swapped for another corpus word | {lm["beats_one_word_swapped"]:.4f} | >= 0.99 |
+
+*Fluent*, in the fluency study: NLL per token at most the p95 above ({lm["nll_p95"]:.3f}) and every word a corpus
+word; *strictly fluent*: also no token's NLL above the worst-token p95 ({lm["worst_token_nll_p95"]:.3f}), since a mean
+over a long sentence hides one garbled word.
+"""
 
 
 def _training_record() -> dict[str, Any] | None:
@@ -313,7 +350,7 @@ The predictor's guess for Lily sentence 1, decoded: "{r["lily_prediction_1"]}"
 | init text | init sim | final sim |
 |---|---:|---:|
 {opt}
-"""
+{_lm_card(r["lm"])}"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,3 +37,6 @@ def test_quick_json_has_all_keys() -> None:
     assert 0.1 < result["reference_norm"] < 0.3
     for run in result["optimisation_lily_s1"].values():
         assert run["final_sim"] > run["init_sim"]
+    lm = result["lm"]
+    assert 0 < lm["nll_p50"] <= lm["nll_p95"]
+    assert lm["beats_shuffled"] >= 0.9 and lm["beats_one_word_swapped"] >= 0.9
