@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from engine.run.backend import Models
     from engine.spec import Spec
 
-__all__ = ["load_backend", "load_config", "make_config", "parse_config", "run_experiments", "score_texts"]
+__all__ = ["load_backend", "load_config", "make_config", "parse_config", "run_experiments", "score_texts", "text_nll"]
 
 
 def load_config(path: str | Path) -> Spec:
@@ -109,5 +109,15 @@ def score_texts(config: Spec, story: str, texts: Sequence[str]) -> list[float]:
         raise ValueError(f"no story {story!r} in the config (stories: {', '.join(config.stories)})")
     models = load_models(config.backend)
     problem = build_problem(config.stories[story], models.space, models.predictor, need_tokens=False)
-    scorer = Scorer(problem, models.space, fast_forward(models.predictor))
+    scorer = Scorer(problem, models.space, fast_forward(models.predictor), models.fluency)
     return scorer.score(scorer.encode(texts))[0].tolist()
+
+
+def text_nll(config: Spec, texts: Sequence[str]) -> list[float]:
+    """Each text's mean negative log-likelihood per token under the config's fluency model (``text_nll``)."""
+    from engine.run.backend import load_models
+
+    models = load_models(config.backend)
+    if models.fluency is None:
+        raise ValueError("the config's backend has no fluency model: set [backend] fluency")
+    return models.fluency.nll(list(texts), fresh=True)

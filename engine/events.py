@@ -75,6 +75,8 @@ class BackendReady(Event):
     seconds: float
     predictor: str | None = None  # the predictor directory loaded (for a hub id: its cache snapshot)
     predictor_revision: str | None = None  # commit hash of that snapshot (hub ids only)
+    fluency: str | None = None  # the fluency model's directory (for a hub id: its cache snapshot); None: none
+    fluency_revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ class Decoded(Event):
     exact: tuple[bool, ...]
     text: str | None = None  # the best real sentence found so far (the honest score's sentence)
     text_sim: float | None = None  # its score in z's place
+    text_nll: float | None = None  # its fluency: mean NLL per token under the fluency model, when there is one
 
 
 @dataclass(frozen=True)

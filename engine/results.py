@@ -57,10 +57,13 @@ FIELDS = (
     "oracle_loss",
     "roundtrip_sim",
     "text_sim",
+    "text_nll",
+    "oracle_nll",
     "text",
     "text_exact_match",
     "scored",
     "top",
+    "front",
     "search_trace",
     "decoded_z",
     "decoded_predictions",
@@ -86,6 +89,7 @@ class Row:
     init_loss: float | None = None
     oracle_sim: float | None = None
     oracle_loss: float | None = None  # the objective with the true sentence in z's place
+    oracle_nll: float | None = None  # the true sentence's fluency: mean NLL per token under the fluency model
     start_text: str | None = None  # the text z started from, when not init as written (init = "bank")
     roundtrip_sim: float | None = None
     decoded_z: str | None = None
@@ -98,9 +102,11 @@ class Row:
     # The honest score (engine.methods.batch): the best real sentence found and its score in z's place.
     text: str | None = None
     text_sim: float | None = None
+    text_nll: float | None = None  # its fluency: mean NLL per token under the fluency model (none without one)
     text_exact_match: list[bool] = field(default_factory=list)
     scored: int = 0
     top: list[dict[str, Any]] | None = None  # discrete methods: [{"text", "sim", "loss"}], best first
+    front: list[dict[str, Any]] | None = None  # fluent_swap: [{"text", "sim", "nll"}] no candidate beats on both
     search_trace: list[list[float]] = field(
         default_factory=list
     )  # discrete methods: [scored so far, best sim] per step
@@ -165,9 +171,12 @@ def result_row(experiment: Experiment, story: Story, status: str = PENDING, row:
         roundtrip_sim=row.roundtrip_sim if row else None,
         text=row.text if row else None,
         text_sim=row.text_sim if row else None,
+        text_nll=row.text_nll if row else None,
+        oracle_nll=row.oracle_nll if row else None,
         text_exact_match=list(row.text_exact_match) if row else [],
         scored=row.scored if row else 0,
         top=row.top if row else None,
+        front=row.front if row else None,
         search_trace=list(row.search_trace) if row else [],
         decoded_z=row.decoded_z if row else None,
         decoded_predictions=list(row.decoded_predictions) if row else [],

@@ -1,10 +1,11 @@
-"""SONAR-LLM checkpoints named by their Hugging Face hub id (``owner/name[@revision]``).
+"""Models named by their Hugging Face hub id (``owner/name[@revision]``): SONAR-LLM predictors, fluency LMs.
 
 Resolved through ``huggingface_hub.snapshot_download`` into its standard cache,
 so ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` mean what they mean for
 every other Hugging Face tool, and a model fetched once is found again offline.
-Only ``config.json`` and one weights file are fetched: SONAR-LLM repositories
-may hold other files a vector predictor never reads.
+Only the files a :class:`Layout` names are fetched: for a SONAR-LLM predictor
+``config.json`` and one weights file (its repositories may hold files a vector
+predictor never reads), for a language model those and its tokenizer's.
 
 Download progress: huggingface_hub 0.36 draws its byte bars with its own tqdm
 (``snapshot_download``'s ``tqdm_class`` only counts whole files), so the bytes
@@ -29,6 +30,18 @@ POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
+class Layout:
+    """What a kind of model directory holds: the files to fetch, and why a folder is not one (None: it is)."""
+
+    what: str  # "SONAR-LLM", "language model": said in errors
+    files: tuple[str, ...]  # the files fetched when the repository has them
+    problem: Callable[[Path], str | None]
+
+
+PREDICTOR = Layout("SONAR-LLM", (CONFIG_FILE, *WEIGHT_FILES), predictor_dir_problem)
+
+
+@dataclass(frozen=True)
 class HubSnapshot:
     repo: str
     revision: str  # the commit hash of the snapshot
@@ -50,7 +63,9 @@ def offline() -> bool:
     return value.strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-def fetch(repo: str, revision: str | None = None, progress: Progress | None = None) -> HubSnapshot:
+def fetch(
+    repo: str, revision: str | None = None, progress: Progress | None = None, layout: Layout = PREDICTOR
+) -> HubSnapshot:
     """The snapshot of ``repo`` at ``revision`` (default ``main``), downloaded unless cached; raises PredictorError."""
     from huggingface_hub.utils import disable_progress_bars
 
@@ -59,19 +74,19 @@ def fetch(repo: str, revision: str | None = None, progress: Progress | None = No
     ref = revision or "main"
     label = repo if revision is None else f"{repo}@{revision}"
     report(f"resolving {label}", 0.0)
-    files, unreachable = (None, "HF_HUB_OFFLINE is set") if offline() else _listing(repo, ref, label)
+    files, unreachable = (None, "HF_HUB_OFFLINE is set") if offline() else _listing(repo, ref, label, layout)
     if files is None:
-        path = _cached(repo, ref, label, unreachable)
+        path = _cached(repo, ref, label, unreachable, layout)
     else:
         path = _download(repo, ref, label, files, report)
-    problem = predictor_dir_problem(path)
+    problem = layout.problem(path)
     if problem:
         raise PredictorError(f"{label}: snapshot {path}: {problem}")
     report(f"{label} ready", 1.0)
     return HubSnapshot(repo, path.name, path)
 
 
-def _listing(repo: str, ref: str, label: str) -> tuple[dict[str, int] | None, str]:
+def _listing(repo: str, ref: str, label: str, layout: Layout) -> tuple[dict[str, int] | None, str]:
     """Files to fetch with their sizes (None when the hub cannot be asked, with the reason)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
@@ -90,11 +105,12 @@ def _listing(repo: str, ref: str, label: str) -> tuple[dict[str, int] | None, st
     weights = next((name for name in WEIGHT_FILES if name in sizes), None)
     if CONFIG_FILE not in sizes or weights is None:
         missing = CONFIG_FILE if CONFIG_FILE not in sizes else " or ".join(WEIGHT_FILES)
-        raise PredictorError(f"{label}: not a SONAR-LLM repository (no {missing} at its root)")
-    return {CONFIG_FILE: sizes[CONFIG_FILE], weights: sizes[weights]}, ""
+        raise PredictorError(f"{label}: not a {layout.what} repository (no {missing} at its root)")
+    wanted = {name: size for name, size in sizes.items() if name in layout.files and name not in WEIGHT_FILES}
+    return {**wanted, weights: sizes[weights]}, ""
 
 
-def _cached(repo: str, ref: str, label: str, why: str) -> Path:
+def _cached(repo: str, ref: str, label: str, why: str, layout: Layout = PREDICTOR) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
@@ -102,7 +118,7 @@ def _cached(repo: str, ref: str, label: str, why: str) -> Path:
             repo,
             revision=ref,
             cache_dir=cache_dir(),
-            allow_patterns=[CONFIG_FILE, *WEIGHT_FILES],
+            allow_patterns=list(layout.files),
             local_files_only=True,
         )
     except Exception:
@@ -113,11 +129,11 @@ def _cached(repo: str, ref: str, label: str, why: str) -> Path:
     return Path(found)
 
 
-def cached_snapshot(repo: str, revision: str | None = None) -> Path:
+def cached_snapshot(repo: str, revision: str | None = None, layout: Layout = PREDICTOR) -> Path:
     """The cached snapshot of ``repo`` at ``revision``, without the network (raises PredictorError when absent)."""
     label = repo if revision is None else f"{repo}@{revision}"
-    path = _cached(repo, revision or "main", label, "nothing is downloaded when checking")
-    problem = predictor_dir_problem(path)
+    path = _cached(repo, revision or "main", label, "nothing is downloaded when checking", layout)
+    problem = layout.problem(path)
     if problem:
         raise PredictorError(f"{label}: snapshot {path}: {problem}")
     return path

@@ -42,6 +42,8 @@ class Models:
     seconds: float
     predictor_dir: str | None = None  # the directory loaded (a hub id's cache snapshot)
     predictor_revision: str | None = None  # commit hash of that snapshot, when it came from the hub
+    fluency: Any = None  # engine.models.fluency.FluencyModel, when the backend has one
+    fluency_revision: str | None = None  # commit hash of its snapshot, when it came from the hub
 
     def encode(self, sentences: Sequence[str]) -> Any:
         """[N, D] float32 sentence embeddings (no gradients)."""
@@ -80,12 +82,34 @@ def _predictor_dir(backend: Backend) -> str:
     return str(PREDICTOR_DIR)
 
 
-def _hub_id(backend: Backend) -> tuple[str, str | None] | None:
-    """(repo, revision) when the predictor is a hub id: engine.spec makes every directory absolute, so a
+def _hub_id(value: str | None) -> tuple[str, str | None] | None:
+    """(repo, revision) when a model is named by a hub id: engine.spec makes every directory absolute, so a
     relative value of that form is one, whatever the working directory holds."""
-    if backend.predictor is None or os.path.isabs(backend.predictor):
+    if value is None or os.path.isabs(value):
         return None
-    return parse_hub_id(backend.predictor)
+    return parse_hub_id(value)
+
+
+def _fluency_dir(backend: Backend, progress: Progress) -> tuple[str | None, str | None]:
+    """The fluency model's directory (a hub id fetched first) and its snapshot's commit; (None, None) for none."""
+    if backend.fluency == "none" or (backend.fluency is None and backend.kind != "mini"):
+        return None, None
+    if backend.fluency is None:
+        from engine.mini.lm import LM_DIR
+
+        return (str(LM_DIR) if LM_DIR.is_dir() else None), None
+    hub_id = _hub_id(backend.fluency)
+    if hub_id is None:
+        return backend.fluency, None
+    from engine.models.fluency import LM_LAYOUT, FluencyError
+    from engine.models.hub import fetch
+    from engine.models.predictor_dir import PredictorError
+
+    try:
+        snapshot = fetch(*hub_id, progress=progress, layout=LM_LAYOUT)
+    except PredictorError as err:  # said as what it is: the fluency model, not the predictor
+        raise FluencyError(f"backend.fluency: {err}") from None
+    return str(snapshot.path), snapshot.revision
 
 
 def load_models(backend: Backend, progress: Progress | None = None) -> Models:
@@ -101,11 +125,12 @@ def load_models(backend: Backend, progress: Progress | None = None) -> Models:
         report = progress or (lambda stage, fraction: None)
         start = time.perf_counter()
         device, dtype = resolve_device(backend.device), resolve_dtype(backend.dtype)
-        hub_id, snapshot = _hub_id(backend), None
+        hub_id, snapshot = _hub_id(backend.predictor), None
         if hub_id is not None:  # first: a missing download fails before the slow sonar import; its bytes get 0-40 %
             from engine.models.hub import fetch
 
             snapshot = fetch(*hub_id, progress=lambda s, f: report(s, 0.4 * f))
+        fluency_dir, fluency_revision = _fluency_dir(backend, lambda s, f: report(s, 0.4 * f))  # as early
         low = 0.4 if snapshot else 0.0
         space = load_space(backend, device=device, dtype=dtype, progress=lambda s, f: report(s, low + (0.8 - low) * f))
         report("predictor", 0.85)
@@ -121,7 +146,14 @@ def load_models(backend: Backend, progress: Progress | None = None) -> Models:
         sentences = _corpus_sentences(backend)
         norms = space.encode(sentences).float().norm(dim=1) if sentences else torch.zeros(0, device=device)
         revision = snapshot.revision if snapshot else None
-        models = Models(backend, space, predictor, norms, time.perf_counter() - start, directory, revision)
+        fluency = None
+        if fluency_dir is not None:
+            from engine.models.fluency import load_fluency
+
+            report("fluency model", 0.97)
+            fluency = load_fluency(fluency_dir, backend.fluency or "the mini LM", device, dtype)
+        seconds = time.perf_counter() - start
+        models = Models(backend, space, predictor, norms, seconds, directory, revision, fluency, fluency_revision)
         _models[backend] = models
         report("ready", 1.0)
         return models
@@ -147,6 +179,8 @@ def ready(backend: Backend, models: Models | None, spec: Spec, emit: Callable[[e
             seconds=round(models.seconds, 3),
             predictor=models.predictor_dir,
             predictor_revision=models.predictor_revision,
+            fluency=models.fluency.directory if models.fluency is not None else None,
+            fluency_revision=models.fluency_revision,
         )
     )
     return models

@@ -67,6 +67,7 @@ def run_batch(
         poll=poll,
         corpus_norms=models.corpus_norms,
         bank=bank,
+        fluency=models.fluency,
     )
 
 
@@ -108,12 +109,14 @@ def optimize_batch(
     poll: Poll = lambda: GO_ON,
     corpus_norms: Tensor | None = None,
     bank: Any = None,
+    fluency: Any = None,
 ) -> list[dict[str, Any]]:
     """Run one batch to its end (or until ``poll`` says stop/skip); returns result rows in batch order.
 
     ``on_finished`` gets each row's result the moment that row ends (done,
     failed, interrupted or skipped), so the queue can move on while others run.
-    ``bank`` is the batch's engine.banks.bank.SentenceBank (its experiments share it), if any.
+    ``bank`` is the batch's engine.banks.bank.SentenceBank (its experiments share it), if any; ``fluency`` the
+    backend's engine.models.fluency.FluencyModel, if it has one.
     """
     start = time.perf_counter()
     rows = [Row(e, e.steps) for e in experiments]
@@ -135,7 +138,7 @@ def optimize_batch(
             rows=rows,
             story=story,
             problem=problem,
-            scorer=Scorer(problem, space, fast_forward(predictor)),
+            scorer=Scorer(problem, space, fast_forward(predictor), fluency),
             emit=emit,
             finish=finish,
             poll_controller=poll,

@@ -3,7 +3,7 @@
 For each card (encoder, decoder, tokenizer) it finds the checkpoint or tokenizer file the card names: a local
 file, or a download fairseq2 keeps in its cache (``FAIRSEQ2_CACHE_DIR``, else ``$XDG_CACHE_HOME/fairseq2/assets``,
 else ``~/.cache/fairseq2/assets``; one folder per URL, named by the first 24 hex digits of its SHA-1, as
-fairseq2 0.8.1 lays it out). For the predictor: its directory, or its hub id in the Hugging Face cache
+fairseq2 0.8.1 lays it out). For the predictor and the fluency model: a directory, or a hub id in the Hugging Face cache
 (``HF_HOME``, ``HF_HUB_CACHE``). Then the dimensions that must agree: the encoder's and the decoder's model
 dimension and vocabulary, and the predictor's ``embed_dim``. Every piece is reported, so one run of it lists
 everything missing. It reads cards and configs only: the first call imports fairseq2 and sonar (~10 s).
@@ -79,6 +79,27 @@ def _predictor(backend: Any) -> tuple[Piece, PredictorConfig | None]:
     return Piece(f"predictor {value}", True, f"in the Hugging Face cache ({path})"), PredictorConfig.read(path)
 
 
+def _fluency(backend: Any) -> Piece | None:
+    from engine.models.fluency import LM_LAYOUT, lm_dir_problem
+
+    value = backend.fluency
+    if value == "none" or (value is None and backend.kind != "mini"):
+        return None
+    if value is None:
+        from engine.mini.lm import LM_DIR
+
+        value = str(LM_DIR)
+    hub_id = None if os.path.isabs(value) else parse_hub_id(value)
+    if hub_id is None:
+        problem = lm_dir_problem(Path(value))
+        return Piece(f"fluency model {value}", problem is None, problem or "directory")
+    try:
+        path = hub.cached_snapshot(*hub_id, layout=LM_LAYOUT)
+    except hub.PredictorError as err:
+        return Piece(f"fluency model {value}", False, str(err).split(": ", 1)[-1], HF_FIX)
+    return Piece(f"fluency model {value}", True, f"in the Hugging Face cache ({path})")
+
+
 def _dimensions(backend: Any, predictor: PredictorConfig | None) -> Piece:
     from sonar.models.sonar_text import get_sonar_text_decoder_hub, get_sonar_text_encoder_hub
 
@@ -111,4 +132,7 @@ def diagnose(backend: Any) -> list[Piece]:
     predictor, config = _predictor(backend)
     pieces.append(predictor)
     pieces.append(_dimensions(backend, config))
+    fluency = _fluency(backend)
+    if fluency is not None:
+        pieces.append(fluency)
     return pieces

@@ -107,6 +107,8 @@ ALL: dict[str, Column] = {
         Column("Oracle", "oracle_sim", _metric("oracle_sim"), True),
         Column("Round-trip", "roundtrip_sim", _metric("roundtrip_sim"), True),
         Column("Text Sim", "text_sim", _metric("text_sim"), True),
+        Column("Text NLL", "text_nll", _metric("text_nll"), True),
+        Column("Oracle NLL", "oracle_nll", _metric("oracle_nll"), True),
         Column("Story", "story", _field("story")),
         Column("Method", "method", _field("method")),
         Column("Objective", "objective", _field("objective")),
@@ -132,6 +134,7 @@ FIT: tuple[tuple[str, int], ...] = (
     ("Init Text", 14),
     ("Init Text", 0),
     ("Round-trip", 0),
+    ("Oracle NLL", 0),
     ("Improvement", 0),
     ("Init Loss", 0),
     ("Best Loss", 0),
@@ -151,6 +154,7 @@ FIT: tuple[tuple[str, int], ...] = (
     ("Final Sim", 0),
     ("Status", 0),
     ("Text", 16),
+    ("Text NLL", 0),
     ("Oracle", 0),  # the true sentence's score: what Text Sim is read against, so it goes last but one
     ("", 1),
     ("Text", 12),
@@ -177,6 +181,8 @@ def choose(rows: Iterable[Mapping[str, Any]], *, several_runs: bool = False) -> 
     if any(row.get("objective") not in (None, "cosine") for row in rows):
         headers += list(LOSSES)
     headers += ["Oracle", "Round-trip", "Text Sim"]
+    if any(row.get("text_nll") is not None or row.get("oracle_nll") is not None for row in rows):
+        headers += ["Text NLL", "Oracle NLL"]  # fluency: the found sentence's, and the true one's beside it
     headers += [h for h in SETTINGS if len({_same(row.get(ALL[h].field)) for row in rows}) > 1]
     if any(row.get("status") != "done" for row in rows):
         headers.append("Status")

@@ -56,6 +56,13 @@ class ExperimentProgress:
         return self.decoded.text_sim if self.decoded is not None else None
 
     @property
+    def text_nll(self) -> float | None:
+        """The best sentence's fluency (mean NLL per token), when the backend has a fluency model."""
+        if self.result is not None and self.result.get("text_nll") is not None:
+            return float(self.result["text_nll"])
+        return self.decoded.text_nll if self.decoded is not None else None
+
+    @property
     def text(self) -> str | None:
         if self.result is not None and self.result.get("text"):
             return str(self.result["text"])

@@ -339,6 +339,8 @@ class RunStore:
             "load_seconds": ready.seconds,
             "predictor": ready.predictor,
             "predictor_revision": ready.predictor_revision,
+            "fluency": ready.fluency,
+            "fluency_revision": ready.fluency_revision,
         }
 
     def results(self) -> dict[str, Any]:

@@ -82,6 +82,9 @@ class Weights:
     used: tuple[bool, ...]  # per term: does any row weight it
     ce_rows: Tensor  # indices of the rows that weight decoder_ce
 
+    def uses(self, term: str) -> bool:
+        return self.used[TERMS.index(term)]
+
     @classmethod
     def of(cls, objectives: Sequence[Objective], device: torch.device, without: Sequence[str] = ()) -> Weights:
         """``without``: terms left out (weight 0) in every row."""
@@ -112,12 +115,14 @@ def objective_loss(
     scorer: TokenScorer | None = None,
     tokens: TargetTokens | None = None,
     cycle: tuple[Tensor, Tensor] | None = None,
+    text_terms: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """[B] loss per row: sum over terms of weight * term, each term averaged over targets.
 
     Terms nobody in the batch uses are not computed; ``decoder_ce`` (a decoder
     pass per target) runs only on the rows that weight it. ``cycle`` is
     (z [B, D], E(D(z)) [B, D]), the second held fixed (no gradient through the decoder).
+    ``text_terms`` is (fluency NLL [B], repetition penalty [B]) of each row's text.
     """
     if sims is None:
         sims = cosine_sims(preds, targets)
@@ -138,4 +143,9 @@ def objective_loss(
         if cycle is None:
             raise ValueError("cycle needs z and the embedding of its decoded text")
         loss = loss + w["cycle"] * cycle_distance(cycle[0], cycle[1].detach())
+    if used["fluency"] or used["repetition"]:
+        if text_terms is None:
+            raise ValueError("fluency and repetition need the candidates' texts and a fluency model")
+        nll, repetition = (t.to(loss) for t in text_terms)
+        loss = loss + w["fluency"] * nll + w["repetition"] * repetition
     return loss

@@ -28,6 +28,7 @@ class Scorer:
     problem: Problem
     space: Any
     model: Callable[[Tensor], Tensor]
+    fluency: Any = None  # engine.models.fluency.FluencyModel: the text terms, and text_nll in every result
 
     def predictions(self, z: Tensor, rows: int | None = None) -> Tensor:
         return rowwise(lambda chunk: predict(self.model, self.problem, chunk), z, *(() if rows is None else (rows,)))
@@ -37,20 +38,55 @@ class Scorer:
         return cosine_sims(preds, self.problem.targets)
 
     def loss(
-        self, preds: Tensor, weights: Weights, *, sims: Tensor | None = None, cycle: tuple[Tensor, Tensor] | None = None
+        self,
+        preds: Tensor,
+        weights: Weights,
+        *,
+        sims: Tensor | None = None,
+        cycle: tuple[Tensor, Tensor] | None = None,
+        texts: Sequence[str] | None = None,
     ) -> Tensor:
         """[N] the objective of predictions [N, T, D] (differentiable), one row of ``weights`` per row.
 
-        ``sims``: their :meth:`sims`, when already computed; ``cycle``: (z, E(D(z))) for the cycle term.
+        ``sims``: their :meth:`sims`, when already computed; ``cycle``: (z, E(D(z))) for the cycle term;
+        ``texts``: the text each row scores, for the fluency and repetition terms.
         """
+        text_terms = None
+        if texts is not None and self.fluency is not None and (weights.uses("fluency") or weights.uses("repetition")):
+            text_terms = (
+                torch.tensor(self.fluency.nll(texts), device=preds.device),
+                torch.tensor(self.fluency.repetition(texts), device=preds.device),
+            )
         return objective_loss(
-            preds, self.problem.targets, weights, sims=sims, scorer=self.space, tokens=self.problem.tokens, cycle=cycle
+            preds,
+            self.problem.targets,
+            weights,
+            sims=sims,
+            scorer=self.space,
+            tokens=self.problem.tokens,
+            cycle=cycle,
+            text_terms=text_terms,
         )
 
-    def score(self, z: Tensor, weights: Weights | None = None, rows: int | None = None) -> tuple[Tensor, Tensor]:
+    def nll(self, texts: Sequence[str]) -> list[float] | None:
+        """Each text's mean NLL per token under the fluency model (None without one)."""
+        return None if self.fluency is None else self.fluency.nll(texts)
+
+    def score_texts(self, texts: Sequence[str], weights: Weights | None = None) -> tuple[Tensor, Tensor]:
+        """(sims [N], loss [N]) of texts in z's place (one encoder call), with the text terms when weighted."""
+        return self.score(self.encode(texts), weights, texts=texts)
+
+    def score(
+        self,
+        z: Tensor,
+        weights: Weights | None = None,
+        rows: int | None = None,
+        texts: Sequence[str] | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """(sims [N], loss [N]) of z [N, D] without gradients; the loss is the objective when given, else -sims.
 
-        ``weights`` hold one row per row of z (or one row for all of them).
+        ``weights`` hold one row per row of z (or one row for all of them); ``texts``: what each z embeds, for the
+        text terms.
         """
         with torch.inference_mode():
             preds = self.predictions(z, rows)
@@ -58,7 +94,7 @@ class Scorer:
             mean = sims.mean(dim=1)
             if weights is None:
                 return mean, -mean
-            return mean, self.loss(preds, weights, sims=sims)
+            return mean, self.loss(preds, weights, sims=sims, texts=texts)
 
     def encode(self, texts: Sequence[str]) -> Tensor:
         """[N, D] float32 embeddings, one encoder call."""

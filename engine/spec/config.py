@@ -24,6 +24,9 @@ class Backend:
     predictor: str | None = None
     device: str = "auto"
     dtype: str = "float32"
+    # The fluency model: a causal LM's directory (absolute) or hub id; "none"; None = the backend's default (the
+    # shipped mini LM for kind "mini", none for kind "sonar")
+    fluency: str | None = None
 
 
 @dataclass(frozen=True)

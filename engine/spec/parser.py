@@ -26,9 +26,10 @@ from typing import Any
 from engine.banks.source import BANK_CORPUS, bank_source_problem, resolve_bank_path
 from engine.methods import METHODS, methods_with, option_field, option_keys
 from engine.methods.method import Invalid
+from engine.models.fluency import lm_dir_problem
 from engine.models.predictor_dir import HUB_ID_FORM, parse_hub_id, predictor_dir_problem
 from engine.results import RANKINGS
-from engine.scoring.terms import SOLO_TERMS, TERMS
+from engine.scoring.terms import SOLO_TERMS, TERMS, TEXT_TERMS
 from engine.spec.config import Backend, Executor, Experiment, Objective, Spec, Story
 from engine.spec.where import At, LineFinder, SpecError, choices, describe, key_label, suggest
 
@@ -36,6 +37,7 @@ OPTIMIZERS = ("adam", "sgd")
 OBJECTIVES, SOLO_OBJECTIVES = TERMS, SOLO_TERMS
 METHOD_NAMES = tuple(METHODS)
 BACKENDS = ("mini", "sonar")
+NO_FLUENCY = "none"
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
 NORMS = ("reference", "none")  # or a positive number
@@ -56,7 +58,7 @@ DEFAULT_CARDS = {
 
 TOP_KEYS = ("rank_by", "backend", "defaults", "stories", "experiments", "executor")
 EXECUTOR_KEYS = ("kind", "address", "workers", "gpus_per_worker", "max_attempts")
-BACKEND_KEYS = ("kind", "encoder", "decoder", "tokenizer", "predictor", "device", "dtype")
+BACKEND_KEYS = ("kind", "encoder", "decoder", "tokenizer", "predictor", "fluency", "device", "dtype")
 STORY_KEYS = ("sentences", "optimize", "targets", "context")
 # Per-experiment settings; all of them may also be given in [defaults].
 DEFAULTABLE_KEYS = (
@@ -130,6 +132,7 @@ class _Parser:
         self.base_dir = base_dir
         self.finder = LineFinder(text)
         self.stories: dict[str, Story] = {}
+        self.has_fluency = True  # the backend has a fluency model (set once [backend] is read)
 
     def fail(self, at: At, message: str) -> SpecError:
         return SpecError(self.path, at.label, message, self.finder.line(at.parts))
@@ -237,7 +240,23 @@ class _Parser:
             )
         device = self.choice(raw.get("device", "auto"), at.key("device"), DEVICES)
         dtype = self.choice(raw.get("dtype", "float32"), at.key("dtype"), DTYPES)
-        return Backend(kind, predictor=predictor, device=device, dtype=dtype, **cards)
+        fluency = self.fluency(raw["fluency"], at.key("fluency")) if "fluency" in raw else None
+        self.has_fluency = fluency != NO_FLUENCY and (fluency is not None or kind == "mini")
+        return Backend(kind, predictor=predictor, device=device, dtype=dtype, fluency=fluency, **cards)
+
+    def fluency(self, value: Any, at: At) -> str:
+        """ "none", an absolute directory, or a hub id kept as written (fetched when the engine loads it)."""
+        written = self.text_value(value, at)
+        if written == NO_FLUENCY:
+            return written
+        directory = Path(os.path.abspath(self.base_dir / Path(os.path.expanduser(written))))
+        if not directory.exists() and parse_hub_id(written) is not None:
+            return written
+        problem = lm_dir_problem(directory)
+        if problem:
+            hint = f", nor is it a Hugging Face hub id ({HUB_ID_FORM})" if not directory.exists() else ""
+            raise self.fail(at, f"{json.dumps(written)}: {problem}{hint}")
+        return str(directory)
 
     def predictor(self, value: Any, at: At) -> str:
         """An absolute directory, or a hub id kept as written (resolved when the engine loads it)."""
@@ -390,8 +409,10 @@ class _Parser:
             )
         self.known_keys(value, at, OBJECTIVES)
         weights = {name: self.number(w, at.key(name), minimum=0, strict=False) for name, w in value.items()}
-        if not any(w > 0 for name, w in weights.items() if name != "cycle"):
-            raise self.fail(at, "needs at least one weight > 0 on a term other than cycle")
+        if not any(w > 0 for name, w in weights.items() if name in SOLO_OBJECTIVES):
+            raise self.fail(at, f"needs at least one weight > 0 on a target term ({', '.join(SOLO_OBJECTIVES)})")
+        if any(weights.get(term, 0) > 0 for term in TEXT_TERMS) and not self.has_fluency:
+            raise self.fail(at, "the fluency and repetition terms need a fluency model: set [backend] fluency")
         return Objective(tuple((name, weights[name]) for name in OBJECTIVES if weights.get(name, 0) > 0))
 
     def norm(self, value: Any, at: At) -> str | float:
@@ -466,6 +487,10 @@ class _Parser:
         # [defaults] may set options of several methods: each experiment takes those of its own.
         chosen = {k: values.pop(k) for k in list(values) if k in option_keys()}
         options = method.options(**{k: v for k, v in chosen.items() if k in fields})
+        if method.needs_fluency and not self.has_fluency:
+            raise self.fail(
+                at.key("method"), f"{method.name} reads texts through a fluency model: set [backend] fluency"
+            )
         experiment = Experiment(name=name, options=options, **values)
         try:
             method.check(experiment)
