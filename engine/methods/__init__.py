@@ -2,8 +2,10 @@
 
 ``gradient`` (projected gradient descent on z, with snapping, nearest
 projection and the cycle term as options), ``bank_search`` (score every bank
-sentence), ``bank_swap`` (gradient-ranked swaps between bank sentences) and
-``token_swap`` (GCG over the encoder's input tokens). A new method is a module
+sentence), ``bank_swap`` (gradient-ranked swaps between bank sentences),
+``token_swap`` (GCG over the encoder's input tokens) and ``fluent_swap``
+(word edits from the gradient and a language model, with the front of
+similarity against fluency). A new method is a module
 ending in ``METHOD = Method(...)`` (:mod:`engine.methods.method`) and its line
 below. What methods share: :mod:`~engine.methods.batch` (the batch, the honest
 score) and :mod:`~engine.methods.top` (the end of a bank method's row).
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from engine.methods import bank_search, bank_swap, gradient, token_swap
+from engine.methods import bank_search, bank_swap, fluent_swap, gradient, token_swap
 from engine.methods.method import Method
 
 METHODS: dict[str, Method] = {
@@ -24,6 +26,7 @@ METHODS: dict[str, Method] = {
         bank_search.METHOD,
         bank_swap.METHOD,
         token_swap.METHOD,
+        fluent_swap.METHOD,
     )
 }
 

@@ -38,6 +38,7 @@ def run(batch: Batch) -> None:
     from engine.methods.batch import start
     from engine.methods.top import Seen, end_rows, poll_rows, reached
     from engine.scoring.objectives import Weights
+    from engine.scoring.terms import TEXT_TERMS
 
     rows, bank, scorer = batch.rows, batch.bank, batch.scorer
     n_chunks = max(1, math.ceil(len(bank) / CHUNK))
@@ -46,6 +47,7 @@ def run(batch: Batch) -> None:
     start(batch)
     experiments = [r.experiment for r in rows]
     objectives = list(dict.fromkeys(e.objective for e in experiments))  # rows sharing an objective share its loss
+    text_terms = any(t in dict(o.weights) for o in objectives for t in TEXT_TERMS)
     seen = [Seen(limit=e.options.top_k) for e in experiments]
     for row in rows:
         row.trajectory.append(row.init_sim)
@@ -53,12 +55,13 @@ def run(batch: Batch) -> None:
     loop_start = time.perf_counter()
     for step, (first, chunk) in enumerate(bank.chunks(CHUNK), start=1):
         indices = list(range(first, first + chunk.shape[0]))
+        texts = bank.texts(indices) if text_terms else None
         with torch.inference_mode():
             preds = scorer.predictions(chunk.to(batch.device), ROWS_PER_CALL)
             sims = scorer.sims(preds)
             mean = sims.mean(dim=1).tolist()
             losses = {
-                o: scorer.loss(preds, Weights.of([o] * len(indices), batch.device), sims=sims).tolist()
+                o: scorer.loss(preds, Weights.of([o] * len(indices), batch.device), sims=sims, texts=texts).tolist()
                 for o in objectives
             }
         rate = batch.rate(step, loop_start)

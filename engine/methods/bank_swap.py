@@ -68,6 +68,7 @@ def run(batch: Batch) -> None:
     from engine.methods.batch import show_best, start
     from engine.methods.top import Seen, end_rows, poll_rows, reached
     from engine.scoring.objectives import Weights
+    from engine.scoring.terms import TEXT_TERMS
 
     rows, bank, scorer = batch.rows, batch.bank, batch.scorer
     experiments = [r.experiment for r in rows]
@@ -76,7 +77,7 @@ def run(batch: Batch) -> None:
     seen = [Seen() for _ in rows]
     weights = Weights.of([e.objective for e in experiments], device)
     with torch.inference_mode():
-        _, init_loss = scorer.score(z, weights)
+        _, init_loss = scorer.score(z, weights, texts=[e.init for e in experiments])
     # Each row's buffer: (loss, index) of its best points, -1 the init text; the first entry is where it searches from.
     buffers: list[list[tuple[float, int]]] = []
     for i, row in enumerate(rows):
@@ -98,7 +99,8 @@ def run(batch: Batch) -> None:
                 return
         k += 1
         points = torch.stack([point(i) for i in active]).requires_grad_(True)
-        row_weights = Weights.of([experiments[i].objective for i in active], device)
+        # the gradient of the terms of z (a text's fluency has none): its estimate ranks the bank
+        row_weights = Weights.of([experiments[i].objective for i in active], device, without=TEXT_TERMS)
         with torch.enable_grad():
             preds = scorer.predictions(points)
             loss = scorer.loss(preds, row_weights)
@@ -113,7 +115,7 @@ def run(batch: Batch) -> None:
             with torch.inference_mode():
                 cand_preds = scorer.predictions(candidates)
                 cand_sims = scorer.sims(cand_preds)
-                cand_loss = scorer.loss(cand_preds, cand_weights, sims=cand_sims).tolist()
+                cand_loss = scorer.loss(cand_preds, cand_weights, sims=cand_sims, texts=bank.texts(flat)).tolist()
             cand_mean = cand_sims.mean(dim=1).tolist()
         rate = batch.rate(k, loop_start)
         at = 0

@@ -79,15 +79,19 @@ def start(batch: Batch, texts: Sequence[str] | None = None) -> Tensor:
         # each row's own objective, of its init and of the true sentence (the cycle term needs a decode of z:
         # the gradient method, the one that has it, measures its init loss in its first step)
         weights = Weights.of([e.objective for e in experiments], batch.device, without=("cycle",))
-        init_loss = batch.scorer.loss(preds[:-1], weights).tolist()
-        oracle_loss = batch.scorer.loss(preds[-1:].expand(len(experiments), -1, -1), weights).tolist()
+        true = batch.story.sentences[batch.story.optimize]
+        init_loss = batch.scorer.loss(preds[:-1], weights, texts=texts).tolist()
+        oracle_loss = batch.scorer.loss(
+            preds[-1:].expand(len(experiments), -1, -1), weights, texts=[true] * len(experiments)
+        ).tolist()
+        oracle_nll = (batch.scorer.nll([true]) or [None])[0]
         cycles = ["cycle" in dict(e.objective.weights) for e in experiments]
         oracle_loss = [None if cycle else loss for cycle, loss in zip(cycles, oracle_loss)]
     oracle_sim = first[-1]
     names = tuple(e.name for e in experiments)
     for row, sim, loss, oracle in zip(batch.rows, first, init_loss, oracle_loss):
         row.init_sim, row.oracle_sim, row.status = sim, oracle_sim, RUNNING
-        row.init_loss, row.oracle_loss = loss, oracle
+        row.init_loss, row.oracle_loss, row.oracle_nll = loss, oracle, oracle_nll
         batch.emit(ExperimentStarted(row.experiment.name, row.steps, names, sim, oracle_sim, problem.target_texts))
     return z
 
@@ -144,9 +148,12 @@ def settle(batch: Batch, which: Sequence[int], best: Sequence[BestText]) -> None
         vectors = batch.scorer.encode([best[n].text for n in ns])  # type: ignore[misc]
         for n, exact in zip(ns, batch.scorer.exact_match(vectors, beam)):
             batch.rows[which[n]].text_exact_match = exact
+    texts = [b.text for b in best if b.text is not None]
+    nll = dict(zip(texts, batch.scorer.nll(texts) or [None] * len(texts)))
     for n, i in enumerate(which):
         row = batch.rows[i]
         row.text, row.text_sim, row.scored = best[n].text, best[n].sim, best[n].scored
+        row.text_nll = nll.get(best[n].text) if best[n].text is not None else None
 
 
 def stop_early(options: Any, text_sim: float | None, exact: Sequence[bool] | None) -> bool:
@@ -172,6 +179,8 @@ def show_decodes(
     rows with the text of z (``z_texts``) and whether each decodes exactly to its target, and announce each
     row with its best real sentence so far (``best``) in a Decoded event."""
     t, targets = preds.shape[1], batch.problem.target_texts
+    found = [b.text for b in best if b.text is not None]
+    fluency = dict(zip(found, batch.scorer.nll(found) or [None] * len(found)))
     by_beam: dict[int, list[int]] = {}
     for j, i in enumerate(which):
         by_beam.setdefault(batch.rows[i].experiment.beam_size, []).append(j)
@@ -192,5 +201,6 @@ def show_decodes(
                     tuple(row.exact_match),
                     best[j].text,
                     best[j].sim,
+                    fluency.get(best[j].text) if best[j].text is not None else None,
                 )
             )

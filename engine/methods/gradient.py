@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.methods.method import Method, Stopping, option, require_bank
+from engine.methods.method import Method, Stopping, option, refuse_text_terms, require_bank
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -51,6 +51,7 @@ class GradientOptions(Stopping):
 def check(experiment: Any) -> None:
     if experiment.options.nearest:
         require_bank(experiment, "nearest = true")
+    refuse_text_terms(experiment)
 
 
 def optimizer_step(z: Tensor, grad: Tensor, m: Tensor, v: Tensor, lr: Tensor, adam: Tensor, step: int) -> Tensor:

@@ -69,6 +69,18 @@ def refuse_cycle(experiment: Any) -> None:
 SETTINGS = frozenset(("init", "lr", "steps", "optimizer", "norm", "decode_every", "beam_size", "seed"))
 
 
+def refuse_text_terms(experiment: Any) -> None:
+    """The fluency and repetition terms score a text; z has no text to take a gradient through."""
+    used = [term for term in ("fluency", "repetition") if term in dict(experiment.objective.weights)]
+    if used:
+        terms = f"the {' and '.join(used)} term{'s score' if len(used) > 1 else ' scores'}"
+        raise Invalid(
+            "objective",
+            f"{terms} a text, which method gradient does not search (another model's tokens give z no"
+            " gradient): use token_swap, fluent_swap, bank_search or bank_swap",
+        )
+
+
 @dataclass(frozen=True)
 class Method:
     """A method as the config and the engine see it."""
@@ -79,6 +91,7 @@ class Method:
     run: Callable[[Any], None]  # run(batch: engine.methods.batch.Batch): every row of the batch to its end
     check: Callable[[Any], None] = lambda experiment: None  # raises Invalid when an experiment breaks a rule
     uses: frozenset[str] = SETTINGS  # the settings it reads ("init": it starts from init, so init_sim means something)
+    needs_fluency: bool = False  # it reads texts through the backend's fluency model
 
     def option_fields(self) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(self.options)}

@@ -109,6 +109,7 @@ def run(batch: Batch) -> None:
     from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
     from engine.methods.batch import start, stop_early
     from engine.scoring.objectives import Weights
+    from engine.scoring.terms import TEXT_TERMS
 
     rows, scorer, space = batch.rows, batch.scorer, batch.scorer.space
     experiments = [r.experiment for r in rows]
@@ -121,7 +122,7 @@ def run(batch: Batch) -> None:
     for row, text in zip(rows, starts):
         ids = tuple(space.source_ids(text)[1:-1].tolist())
         weights = Weights.of([row.experiment.objective], device)
-        sims, loss = scorer.score(scorer.encode([text]), weights)
+        sims, loss = scorer.score_texts([text], weights)
         search = Search([(float(loss[0]), ids)], torch.Generator())
         search.generator.manual_seed(row.experiment.seed)
         search.scores[text] = (float(loss[0]), float(sims[0]))
@@ -154,7 +155,9 @@ def run(batch: Batch) -> None:
             onehot = torch.nn.functional.one_hot(full, vocab).float().unsqueeze(0).requires_grad_(True)
             with torch.enable_grad():
                 z = space.encode_soft(onehot).float()
-                loss = scorer.loss(scorer.predictions(z), Weights.of([experiments[i].objective], device))
+                # the gradient of the terms of z (a text's fluency has none to the one-hot input)
+                weights = Weights.of([experiments[i].objective], device, without=TEXT_TERMS)
+                loss = scorer.loss(scorer.predictions(z), weights)
             grad = torch.autograd.grad(loss.sum(), onehot)[0][0, 1:-1]
             fresh: dict[str, tuple[int, ...]] = {}  # text -> its ids (it tokenises back to them)
             for new in candidates(
@@ -183,7 +186,7 @@ def run(batch: Batch) -> None:
             with torch.inference_mode():
                 preds = scorer.predictions(vectors)
                 sims = scorer.sims(preds)
-                losses = scorer.loss(preds, weights, sims=sims).tolist()
+                losses = scorer.loss(preds, weights, sims=sims, texts=texts).tolist()
             means = sims.mean(dim=1).tolist()
             for text, i, loss_value, sim in zip(texts, owners, losses, means):
                 searches[i].scores[text] = (loss_value, sim)

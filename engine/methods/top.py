@@ -79,7 +79,7 @@ def end_rows(batch: Batch, which: list[int], seen: list[Seen], status: str) -> N
         if texts:
             vectors = scorer.encode(texts)
             weights = Weights.of([experiment.objective] * len(texts), batch.device)
-            sims, losses = scorer.score(vectors, weights)
+            sims, losses = scorer.score(vectors, weights, texts=texts)
             order = sorted(range(len(texts)), key=lambda m: float(losses[m]))
             row.top = [{"text": texts[m], "sim": float(sims[m]), "loss": float(losses[m])} for m in order]
             for m in order[:1]:

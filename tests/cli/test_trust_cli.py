@@ -62,7 +62,8 @@ def test_check_deep_lists_every_missing_model_file_in_one_go(hf_home, tmp_path) 
 def test_check_deep_on_the_embedded_default_finds_everything(tmp_path) -> None:
     proc = cli("--check", "--deep", str(Path(__file__).resolve().parents[2] / "experiments.toml"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("\n  ok ") == 5 and "ok: every model file is here" in proc.stdout
+    assert proc.stdout.count("\n  ok ") == 6 and "ok: every model file is here" in proc.stdout
+    assert "ok       fluency model " in proc.stdout
 
 
 def test_check_deep_goes_with_check(tmp_path) -> None:

@@ -17,6 +17,9 @@ from engine.spec import Experiment, Spec, Story
 # Every results field the engine fills ("best" compares rows: the store marks it), plus z and best_z.
 RESULT_KEYS = {
     "name",
+    "text_nll",
+    "oracle_nll",
+    "front",
     "repeat_of",
     "init_loss",
     "final_loss",

@@ -102,12 +102,12 @@ MALFORMED = [
         _sub("lr = 0.02", 'lr = 0.02\nname = "x"'),
         "q.toml:6: defaults: unknown key 'name' (allowed: story, init, lr, steps, optimizer, objective, norm, "
         "decode_every, beam_size, seed, method, bank, repeat, seeds, stop_at, stop_on_exact, snap_every, nearest, "
-        "init_noise, top_k, search_width, buffer_size, n_replace, topk)",
+        "init_noise, top_k, search_width, buffer_size, n_replace, topk, population, weight_min, weight_max, insert, delete, resample, restart_every)",
     ),
     (
         "unknown_objective_term",
         _add("objective = {cosine = 1.0, ce = 0.1}\n"),
-        f"{EXP}.objective: unknown key 'ce' (allowed: cosine, mse, decoder_ce, cycle)",
+        f"{EXP}.objective: unknown key 'ce' (allowed: cosine, mse, decoder_ce, cycle, fluency, repetition)",
     ),
     # enums list what is allowed
     (
@@ -213,7 +213,7 @@ MALFORMED = [
     (
         "objective_all_zero",
         _add("objective = {cosine = 0}\n"),
-        f"{EXP}.objective: needs at least one weight > 0 on a term other than cycle",
+        f"{EXP}.objective: needs at least one weight > 0 on a target term (cosine, mse, decoder_ce)",
     ),
     # names and init text
     (
@@ -649,7 +649,7 @@ METHOD_ERRORS = [
     (
         "unknown_method",
         'method = "bank_serch"\n',
-        'q.toml:13: experiments[0] (a).method: must be one of "gradient", "bank_search", "bank_swap", "token_swap"; got string'
+        'q.toml:13: experiments[0] (a).method: must be one of "gradient", "bank_search", "bank_swap", "token_swap", "fluent_swap"; got string'
         " \"bank_serch\" (did you mean 'bank_search'?)",
     ),
     ("negative_snap", "snap_every = -1\n", "q.toml:13: experiments[0] (a).snap_every: must be >= 0, got -1"),
