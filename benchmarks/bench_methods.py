@@ -7,9 +7,13 @@
    stories of the embedded corpus: optimise sentence 0, score sentence 1, init
    "I like cheese."): the share of the bank swap scored and the fraction of
    bank search's best it reached, averaged over the stories.
-3. Token swap against bank swap at the same budget: the honest score each has
-   reached after 1,000 exact scorings (from its search trace), averaged over
-   the same stories, with the oracle (the true sentence) beside them.
+3. Token swap, fluent_swap and bank swap at the same budgets: the honest
+   score each has reached after 1,000 and 3,000 exact scorings (from its
+   search trace), averaged over the same stories, with the oracle (the true
+   sentence) beside them, and fluent_swap's text NLL beside token swap's.
+4. Candidates scored per second with the fluency model on and off: token swap
+   with objective cosine against {cosine = 1, fluency = 0.1} (each candidate
+   also read by the fluency model), and fluent_swap, on the Lily story.
 
     python benchmarks/bench_methods.py [--stories N] [--swap-steps S] [--naive N]
 
@@ -66,6 +70,7 @@ def main() -> None:
             on_finished=lambda r: None,
             corpus_norms=models.corpus_norms,
             bank=bank,
+            fluency=models.fluency,
         )
         assert row["status"] == "done", row["error"]
         return row, time.perf_counter() - start
@@ -112,32 +117,62 @@ def main() -> None:
     print(f"bank swap: scored {sum(shares) / len(shares):.1%} of the bank on average")
     print(f"bank swap: reached {sum(reached) / len(reached):.1%} of bank search's best on average")
 
-    # 3. token swap vs bank swap per 1,000 scorings
+    # 3. token swap, fluent_swap and bank swap per 1,000 and 3,000 scorings
+    from engine.methods.fluent_swap import FluentSwapOptions
     from engine.methods.token_swap import TokenSwapOptions
+    from engine.spec import Objective
 
-    def at_budget(row: dict, budget: int = 1000) -> float:
+    budgets = (1000, 3000)
+
+    def at_budget(row: dict, budget: int) -> float:
         points = [p for p in row["search_trace"] if p[0] <= budget]
         return points[-1][1] if points else row["init_sim"]
 
-    long_swap = Experiment(
-        "swap", "I like cheese.", method="bank_swap", bank="corpus", steps=16, options=BankSwapOptions()
-    )
-    tokens = Experiment("tokens", "I like cheese.", method="token_swap", steps=40, options=TokenSwapOptions())
-    per_k = {"bank swap": [], "token swap": [], "oracle": []}
+    contenders = {
+        "bank swap": Experiment(
+            "swap", "I like cheese.", method="bank_swap", bank="corpus", steps=48, options=BankSwapOptions()
+        ),
+        "token swap": Experiment("tokens", "I like cheese.", method="token_swap", steps=48, options=TokenSwapOptions()),
+        "fluent_swap": Experiment(
+            "fluent", "I like cheese.", method="fluent_swap", steps=24, options=FluentSwapOptions()
+        ),
+    }
+    per_k: dict[tuple[str, int], list[float]] = {}
+    nll: dict[str, list[float]] = {name: [] for name in contenders}
+    oracle = []
     for story in stories:
-        swapped, _ = run(long_swap, story)
-        swapped_tokens, _ = run(tokens, story)
-        per_k["bank swap"].append(at_budget(swapped))
-        per_k["token swap"].append(at_budget(swapped_tokens))
-        per_k["oracle"].append(swapped["oracle_sim"])
-        print(
-            f"  {story.name}: at 1,000 scorings bank swap {per_k['bank swap'][-1]:.3f}, "
-            f"token swap {per_k['token swap'][-1]:.3f} ({swapped_tokens['text']!r}), oracle {per_k['oracle'][-1]:.3f}"
-        )
-    for name in ("bank swap", "token swap"):
-        values = per_k[name]
-        print(f"{name}: honest score after 1,000 scorings {sum(values) / len(values):.3f} on average")
-    print(f"oracle (the true sentence): {sum(per_k['oracle']) / len(per_k['oracle']):.3f} on average")
+        line = []
+        for name, experiment in contenders.items():
+            found, _ = run(experiment, story)
+            for budget in budgets:
+                per_k.setdefault((name, budget), []).append(at_budget(found, budget))
+            nll[name].append(found["text_nll"])
+            line.append(f"{name} {per_k[(name, 1000)][-1]:.3f}/{per_k[(name, 3000)][-1]:.3f} ({found['text']!r})")
+        oracle.append(found["oracle_sim"])
+        print(f"  {story.name}: at 1,000/3,000 scorings " + ", ".join(line) + f"; oracle {oracle[-1]:.3f}")
+    for name in contenders:
+        scores = ", ".join(f"{sum(per_k[(name, b)]) / len(stories):.3f} after {b:,} scorings" for b in budgets)
+        print(f"{name}: honest score {scores} on average (text NLL {sum(nll[name]) / len(stories):.2f})")
+    print(f"oracle (the true sentence): {sum(oracle) / len(oracle):.3f} on average")
+
+    # 4. candidates per second, fluency on and off
+    fluent_objective = Objective((("cosine", 1.0), ("fluency", 0.1)))
+    rates = {}
+    for label, experiment in {
+        "token swap, cosine": Experiment(
+            "t", "I like cheese.", method="token_swap", steps=8, options=TokenSwapOptions()
+        ),
+        "token swap, cosine + fluency": Experiment(
+            "tf", "I like cheese.", method="token_swap", steps=8, objective=fluent_objective, options=TokenSwapOptions()
+        ),
+        "fluent_swap": Experiment("f", "I like cheese.", method="fluent_swap", steps=4, options=FluentSwapOptions()),
+    }.items():
+        run(experiment, lily)  # warm-up (the fluency model's first call, the word tables)
+        found, seconds = run(experiment, lily)
+        rates[label] = found["scored"] / seconds
+        print(f"{label}: {rates[label]:,.0f} candidates scored per second ({found['scored']} in {seconds:.2f}s)")
+    ratio = rates["token swap, cosine + fluency"] / rates["token swap, cosine"]
+    print(f"the fluency term costs token swap {1 - ratio:.0%} of its candidate rate")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ def build_report_parser() -> argparse.ArgumentParser:
         "--plot",
         action="store_true",
         help=(
-            "instead: the honest score against scorings spent of the discrete methods, one plot per story and objective"
+            "instead: the honest score against scorings spent of the discrete methods, one plot per story and"
+            " objective; a fluent_swap row's front: similarity against NLL per token, the oracle marked"
         ),
     )
     return parser
@@ -150,25 +151,33 @@ def report_command(argv: list[str]) -> int:
 
 
 def plots(runs: list) -> str:
-    """One scorings plot per (story, objective) of the runs' rows that have a search trace."""
-    from embopt_tui.plots import scorings_plot
+    """One scorings plot per (story, objective) of the rows that have a search trace, then one front plot per
+    story of the rows that have a front (fluent_swap)."""
+    from embopt_tui.plots import front_plot, scorings_plot
 
-    groups: dict[tuple[str, str], list] = {}
+    traced: dict[tuple[str, str], list] = {}
+    fronts: dict[str, list] = {}
     for run in runs:
         for row in run.experiments:
             if row.get("search_trace"):
-                groups.setdefault((str(row.get("story")), str(row.get("objective"))), []).append(row)
-    if not groups:
+                traced.setdefault((str(row.get("story")), str(row.get("objective"))), []).append(row)
+            if row.get("front"):
+                fronts.setdefault(str(row.get("story")), []).append(row)
+    if not traced and not fronts:
         return (
             "no experiment of these runs has a search trace"
-            " (the discrete methods: bank_search, bank_swap, token_swap)\n"
+            " (the discrete methods: bank_search, bank_swap, token_swap, fluent_swap)\n"
         )
     width = min(120, shutil.get_terminal_size().columns)
-    return "\n".join(
+    out = [
         scorings_plot(rows, width=width, height=20, title=f"{story}, {objective}: honest score per scorings (log x)")
-        + "\n"
-        for (story, objective), rows in groups.items()
-    )
+        for (story, objective), rows in traced.items()
+    ]
+    out += [
+        front_plot(rows, width=width, height=20, title=f"{story}: similarity against fluency (the front)")
+        for story, rows in fronts.items()
+    ]
+    return "\n".join(plot + "\n" for plot in out)
 
 
 def _silence_stdout() -> None:

@@ -181,10 +181,12 @@ def finished_line(event: ev.ExperimentFinished) -> str:
         else:
             scores = [f"sim {number(r.get('final_sim'))}"]
         if r.get("text") is not None:
-            scores.append(f'text {number(r.get("text_sim"))} "{r.get("text")}"')
+            fluency = f" (nll {number(r.get('text_nll'))})" if r.get("text_nll") is not None else ""
+            scores.append(f'text {number(r.get("text_sim"))}{fluency} "{r.get("text")}"')
         if r.get("objective") not in (None, "cosine") and r.get("final_loss") is not None:
             scores.append(f"{r.get('objective')} {number(r.get('init_loss'))} -> {number(r.get('final_loss'))}")
-        scores.append(f"oracle {number(r.get('oracle_sim'))}")
+        oracle_nll = f" (nll {number(r.get('oracle_nll'))})" if r.get("oracle_nll") is not None else ""
+        scores.append(f"oracle {number(r.get('oracle_sim'))}{oracle_nll}")
         if r.get("roundtrip_sim") is not None:
             scores.append(f"round-trip {number(r.get('roundtrip_sim'))}")
         line = f"done {event.name}: " + ", ".join(scores)

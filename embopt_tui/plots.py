@@ -40,3 +40,28 @@ def scorings_plot(rows: Iterable[Mapping[str, Any]], *, width: int = 100, height
     plt.ylabel("honest score")
     plt.title(title or "Honest score per scorings spent (horizontal lines: the oracle)")
     return re.sub(r"\x1b\[[0-9;]*m", "", plt.build())  # plain text: no terminal colour codes
+
+
+def front_plot(rows: Iterable[Mapping[str, Any]], *, width: int = 100, height: int = 24, title: str = "") -> str:
+    """Each row's front (fluent_swap): similarity against NLL per token, one marker per experiment, and each story's
+    true sentence (the oracle) as O with a line at its similarity; "" when no row has a front."""
+    import plotext as plt
+
+    fronted = [r for r in rows if r.get("front")]
+    if not fronted:
+        return ""
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    for n, row in enumerate(fronted):
+        front = row["front"]
+        nll, sim = [p["nll"] for p in front], [p["sim"] for p in front]
+        plt.scatter(nll, sim, label=str(row.get("name")), marker=MARKERS[n % len(MARKERS)])
+    oracles = {(float(r["oracle_nll"]), float(r["oracle_sim"])) for r in fronted if r.get("oracle_nll") is not None}
+    for nll, sim in sorted(oracles):
+        plt.scatter([nll], [sim], marker="O", label="the true sentence (oracle)")
+        plt.hline(sim)
+    plt.xlabel("NLL per token (lower reads better)")
+    plt.ylabel("similarity in z's place")
+    plt.title(title or "Front: similarity against fluency")
+    return re.sub(r"\x1b\[[0-9;]*m", "", plt.build())

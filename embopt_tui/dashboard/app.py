@@ -440,7 +440,7 @@ class EmboptApp(App[int]):
             self.call_after_refresh(self.action_toggle_plot)
             return
         assert self.curves is not None
-        self.curves.by_scorings = not self.curves.by_scorings
+        self.curves.next_view()
         self.action_show_tab("plot")
         self.curves.show(self.state)
 

@@ -99,9 +99,9 @@ KEYS: tuple[Key, ...] = (
     Key(
         "m",
         "toggle_plot",
-        help="Plot: per step / honest score per scorings",
-        title="Plot by scorings",
-        about="Switch the plot between similarity per step and honest score per scorings spent",
+        help="Plot: per step / honest score per scoring / fluent_swap's front",
+        title="Next plot",
+        about="Cycle the plot: similarity per step, honest score per scoring, the front (sim against NLL)",
     ),
     Key("", help="choose an experiment (Live shows it)", shown_as="↑ ↓"),
     Key("", help="Results: pick a column, sort (again: reverse)", shown_as="← → o"),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
 from embopt_tui.dashboard.state import ExperimentView
+from embopt_tui.dashboard.widgets.front import front_table
 from embopt_tui.format import ellipsize, num
 
 HISTORY_SHOWN = 4
+FRONT_SHOWN = 6
 Z_LINES = 2  # garbage decodes run to max_len tokens: keep z to two lines, the rest to one
 
 
@@ -29,11 +32,11 @@ class DecodedView(Widget):
             self._shown = key
             self.refresh()
 
-    def render(self) -> Text:
+    def render(self) -> RenderableType:
         return render_decoded(self.view, max(20, self.size.width))
 
 
-def render_decoded(x: ExperimentView | None, width: int) -> Text:
+def render_decoded(x: ExperimentView | None, width: int) -> RenderableType:
     d = x.decoded if x is not None else None
     result = x.result if x is not None else None
     if x is None or (d is None and not result):
@@ -50,7 +53,8 @@ def render_decoded(x: ExperimentView | None, width: int) -> Text:
     head = f"z @ {step}: "
     lines = [Text.assemble((head, "bold"), (ellipsize(z_text, Z_LINES * width - len(head) - 1), "magenta"))]
     if x.text and x.text != z_text:  # the best real sentence so far, whole (wrapped): it is the finding
-        lines.append(Text.assemble((f"text {num(x.text_sim)}: ", "bold"), (x.text, "bold magenta")))
+        fluency = f" · nll {num(x.text_nll, 2)}" if x.text_nll is not None else ""
+        lines.append(Text.assemble((f"text {num(x.text_sim)}{fluency}: ", "bold"), (x.text, "bold magenta")))
     for i, prediction in enumerate(predictions):
         hit = i < len(exact) and bool(exact[i])
         target = targets[i] if i < len(targets) else ""
@@ -62,6 +66,9 @@ def render_decoded(x: ExperimentView | None, width: int) -> Text:
             )
         )
         lines.append(Text.assemble(("  target ", "dim"), (ellipsize(target, width - 9), "green" if hit else "dim")))
+    front = front_table(result, FRONT_SHOWN) if result else None
+    if front is not None:  # a fluent_swap row's trade-off, its whole texts wrapped; Enter on Results: all of it
+        return Group(Text("\n").join(lines), front)
     history = [h for h in reversed(x.z_history) if h[0] != step][:HISTORY_SHOWN]
     if history:
         lines.append(Text("z before:", style="bold"))

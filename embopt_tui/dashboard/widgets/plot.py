@@ -7,6 +7,8 @@ plot in their curve's colour: plotext's own legend sits on top of the curves.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -29,11 +31,27 @@ COLORS = (
 MARGIN = 0.02  # of the y range, so no curve runs along the frame
 
 
+VIEWS = ("steps", "scorings", "front")  # m cycles through them
+EMPTY = {
+    "scorings": "No experiment has a search trace yet: the discrete methods (bank_search, bank_swap, token_swap, "
+    "fluent_swap) draw their honest score per scoring here.",
+    "front": "No front yet: fluent_swap draws here the sentences no other beats on both similarity and fluency "
+    "(NLL per token; the oracle is the true sentence).",
+}
+
+
 class CurvesPlot(Vertical):
     DEFAULT_CSS = "CurvesPlot { height: 1fr; } CurvesPlot > #legend { height: auto; max-height: 4; }"
 
     y_range: tuple[float, float] | None = None  # the y axis as last drawn
-    by_scorings = False  # x axis: steps (False) or exact scorings spent (True, the discrete methods)
+    view = "steps"  # similarity per step, honest score per exact scoring, or the fronts (similarity against NLL)
+
+    @property
+    def by_scorings(self) -> bool:
+        return self.view == "scorings"
+
+    def next_view(self) -> None:
+        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
 
     def compose(self) -> ComposeResult:
         yield PlotextPlot(id="plotext")
@@ -51,6 +69,13 @@ class CurvesPlot(Vertical):
         plt = widget.plt
         plt.clear_data()
         plt.clear_figure()
+        legend = self._front(plt, state) if self.view == "front" else self._curves(plt, state)
+        if self.view in EMPTY and not legend.plain:  # nothing drawn: said in words, rather than an empty frame
+            legend = Text(EMPTY[self.view] + " m: the next view.", style="dim")
+        self.query_one("#legend", Static).update(legend)
+        widget.refresh()
+
+    def _curves(self, plt: Any, state: RunState) -> Text:
         what = "Honest score per scorings" if self.by_scorings else "Mean similarity per step"
         plt.title(what)
         plt.xlabel("exact scorings" if self.by_scorings else "step")
@@ -77,14 +102,30 @@ class CurvesPlot(Vertical):
             pad = (hi - lo) * MARGIN or 0.01
             self.y_range = (lo - pad, hi + pad)
             plt.ylim(*self.y_range)
-        if self.by_scorings and not legend.plain:  # no curve: said in words, rather than an empty frame
-            legend = Text(
-                "No experiment has a search trace yet: the discrete methods (bank_search, bank_swap, token_swap) "
-                "draw their honest score per scoring here. m switches back to similarity per step.",
-                style="dim",
-            )
-        self.query_one("#legend", Static).update(legend)
-        widget.refresh()
+        return legend
+
+    def _front(self, plt: Any, state: RunState) -> Text:
+        """Each fluent_swap row's front: similarity against NLL per token, and the true sentence (the oracle)."""
+        plt.title("Front: similarity in z's place against NLL per token")
+        plt.xlabel("NLL per token (lower reads better)")
+        legend = Text(no_wrap=False)
+        oracles: set[tuple[float, float]] = set()
+        for i, x in enumerate(state.experiments.values()):
+            front = (x.result or {}).get("front") or []
+            if not front:
+                continue
+            color, rich_color = COLORS[i % len(COLORS)]
+            plt.scatter([p["nll"] for p in front], [p["sim"] for p in front], color=color, marker="●")
+            legend.append("●\u00a0", style=rich_color).append(x.name.replace(" ", "\u00a0") + "   ")
+            oracle_nll = (x.result or {}).get("oracle_nll")
+            if oracle_nll is not None and x.oracle_sim is not None:
+                oracles.add((round(oracle_nll, 3), round(x.oracle_sim, 3)))
+        for nll, sim in sorted(oracles):
+            plt.scatter([nll], [sim], color="green", marker="O")
+            plt.hline(sim, "green")
+        if oracles:
+            legend.append("O\u00a0the\u00a0true\u00a0sentence\u00a0(oracle)", style="green")
+        return legend
 
     def _curve(self, x: ExperimentView) -> tuple[list[float], list[float]]:
         """The points of one experiment: (step, similarity), or (scorings, best honest score) once it has a trace."""

@@ -12,6 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from embopt_tui.dashboard.widgets.front import front_table
 from engine.rundir.columns import number, uses
 
 
@@ -83,6 +84,7 @@ def details_text(row: dict[str, Any]) -> Text:
         out.append("started from: ", style="bold")
         out.append(f"{row.get('init_text')}\n")
     scores = [("text", "text_sim"), ("final", "final_sim"), ("oracle", "oracle_sim"), ("round-trip", "roundtrip_sim")]
+    scores += [("text nll", "text_nll"), ("oracle nll", "oracle_nll")]
     if row.get("objective") not in (None, "cosine"):  # cosine's own number is -sim: said already
         scores += [("init loss", "init_loss"), ("final loss", "final_loss"), ("best loss", "best_loss")]
     out.append("  ".join(f"{label} {number(row.get(f))}" for label, f in scores if row.get(f) is not None) + "\n")
@@ -98,9 +100,14 @@ def details_text(row: dict[str, Any]) -> Text:
     ):
         out.append("✓ " if exact else "· ", style="bold green" if exact else "dim")
         out.append(f"{prediction}\n  target {target}\n", style="green" if exact else "")
+    return out
+
+
+def candidates_text(row: dict[str, Any]) -> Text:
+    out = Text()
     top = row.get("top") or []
     if top:
-        out.append("\ncandidates, best first (sim, loss, text):\n", style="bold")
+        out.append("candidates, best first (sim, loss, text):\n", style="bold")
         for entry in top:
             out.append(f"  {number(entry.get('sim'))}  {number(entry.get('loss'))}  ", style="cyan")
             out.append(f"{entry.get('text')}\n")
@@ -119,3 +126,7 @@ class DetailsScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="details-box"):
             yield Static(details_text(self.row))
+            front = front_table(self.row)
+            if front is not None:
+                yield Static(front, classes="front")
+            yield Static(candidates_text(self.row))
