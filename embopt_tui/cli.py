@@ -85,7 +85,14 @@ def build_report_parser() -> argparse.ArgumentParser:
 
 
 def error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    say(f"{PROG}: error: {message}")
+
+
+def say(line: str) -> None:
+    """One line on stderr, control characters (a file name's newline, an ESC) shown as escapes."""
+    from engine.text import printable
+
+    print(printable(line), file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,13 +205,14 @@ def check(config: Path) -> int:
     try:
         spec = load_spec(config)
     except SpecError as err:
-        print(str(err), file=sys.stderr)
+        say(str(err))
         return ExitCode.USAGE
+    from engine.text import printable
+
     n, s = len(spec.experiments), len(spec.stories)
-    print(
-        f"ok: {n} experiment{'s' * (n != 1)}, {s} stor{'ies' if s != 1 else 'y'}, "
-        f"backend {spec.backend.kind} on {spec.backend.device} ({config})"
-    )
+    stories = f"{s} stor{'ies' if s != 1 else 'y'}"
+    backend = f"backend {spec.backend.kind} on {spec.backend.device}"
+    print(printable(f"ok: {n} experiment{'s' * (n != 1)}, {stories}, {backend} ({config})"))
     return ExitCode.OK
 
 
@@ -217,7 +225,7 @@ def _prepare(config: Path, runs_dir: str, resume: str | None):
     try:
         return Session.resume(resume) if resume else Session.start(config, runs_dir)
     except SpecError as err:
-        print(str(err), file=sys.stderr)
+        say(str(err))
     except StoreError as err:
         error(str(err))
     return None
@@ -242,7 +250,7 @@ def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple =
         if not resume:
             load_spec(config)  # a bad config is the first thing to fix, terminal or not
     except SpecError as err:
-        print(str(err), file=sys.stderr)
+        say(str(err))
         return ExitCode.USAGE
     from embopt_tui.dashboard.terminal import HangupDriver, missing_terminal  # textual loads only for the dashboard
 
@@ -256,7 +264,7 @@ def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple =
     try:
         app = make_app(None if resume else config, runs_dir=Path(runs_dir), resume=Path(resume) if resume else None)
     except SpecError as err:
-        print(str(err), file=sys.stderr)
+        say(str(err))
         return ExitCode.USAGE
     except StoreError as err:
         error(str(err))

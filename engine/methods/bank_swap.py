@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.methods.method import Method, Stopping, option, refuse_cycle, require_bank
+from engine.methods.method import BUFFER_SIZE, SEARCH_WIDTH, TOP_K, Method, Stopping, option, refuse_cycle, require_bank
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -27,9 +27,11 @@ RANK_CHUNK = 1 << 16  # bank rows per ranking product
 
 @dataclass(frozen=True)
 class BankSwapOptions(Stopping):
-    search_width: int = option(64, "bank sentences scored exactly per step (the best by the gradient's estimate)", 1)
-    buffer_size: int = option(4, "best points kept; each step searches from the best of them", 1)
-    top_k: int = option(10, "how many of the best sentences seen to report", 1)
+    search_width: int = option(
+        64, "bank sentences scored exactly per step (the best by the gradient's estimate)", 1, SEARCH_WIDTH
+    )
+    buffer_size: int = option(4, "best points kept; each step searches from the best of them", 1, BUFFER_SIZE)
+    top_k: int = option(10, "how many of the best sentences seen to report", 1, TOP_K)
 
 
 def check(experiment: Any) -> None:

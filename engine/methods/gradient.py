@@ -35,7 +35,7 @@ BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 @dataclass(frozen=True)
 class GradientOptions(Stopping):
     snap_every: int = option(
-        0, "every N steps z is replaced by E(D(z)), the embedding of its own decoded text; 0: never", 0
+        0, "every N steps z is replaced by E(D(z)), the embedding of its own decoded text; 0: never", 0, 1_000_000
     )
     nearest: bool = option(
         False, "the forward pass uses the bank sentence nearest to z; the gradient updates z (needs bank)"

@@ -18,7 +18,7 @@ from typing import Any
 from engine import events as ev
 from engine.run.steering import Steering
 from engine.rundir.store import CONFIG_FILE, RunStore
-from engine.spec import Spec, SpecError, load_spec, parse_spec
+from engine.spec import Spec, SpecError, parse_spec, read_config
 
 Consumer = Callable[[ev.Event], None]
 
@@ -51,11 +51,7 @@ class Session:
     ) -> Session:
         """Validate the config (SpecError) and create its run directory (StoreError)."""
         config_path = Path(config_path)
-        try:
-            text = config_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            load_spec(config_path)  # raises the one-line SpecError for this file
-            raise
+        text = read_config(config_path)
         spec = parse_spec(text, config_path)
         session = cls(spec, RunStore.create(config_path, runs_dir, text), resumed=False, steering=steering)
         if on_event is not None:

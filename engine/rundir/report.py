@@ -22,6 +22,7 @@ from typing import Any
 
 from engine.events import STATUSES
 from engine.results import FIELDS, best_by_story, best_names
+from engine.text import printable
 
 FORMATS = ("table", "markdown", "csv", "json")
 RESULTS_FILE = "results.json"
@@ -83,7 +84,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return Path(self.path).name or self.path
+        return printable(Path(self.path).name or self.path)
 
     @property
     def experiments(self) -> list[dict[str, Any]]:
@@ -146,10 +147,10 @@ def _text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return " | ".join(_text(v) for v in value)
     if isinstance(value, (dict,)):
-        return ",".join(f"{k}={v:g}" if _is_number(v) else f"{k}={v}" for k, v in value.items())
+        return printable(",".join(f"{k}={v:g}" if _is_number(v) else f"{k}={v}" for k, v in value.items()))
     if isinstance(value, float):
         return f"{value:g}"
-    return " ".join(str(value).split())  # newlines would break a table row
+    return printable(" ".join(str(value).split()))  # one line, and nothing that drives a terminal
 
 
 def columns(rows: Iterable[Mapping[str, Any]], *, several_runs: bool = False) -> list[str]:
@@ -224,8 +225,8 @@ def best_lines(run: Run, markdown: bool) -> list[str]:
     out = []
     for row in rows:
         name = row.get("name")
-        shown = f"`{name}`" if markdown else name
-        where = f" for story {row.get('story')}" if len(stories) > 1 else ""
+        shown = f"`{_text(name)}`" if markdown else _text(name)
+        where = f" for story {_text(row.get('story'))}" if len(stories) > 1 else ""
         out.append(
             f"{lead}{where}: {shown} (lr={_text(row.get('lr'))}, steps={_text(row.get('steps'))}) "
             f"achieved highest final similarity of {_num(row.get('final_sim'))}."
@@ -331,7 +332,7 @@ def format_csv(runs: Sequence[Run]) -> str:
                     elif value is None:
                         record.append("")
                     else:
-                        record.append(value if _is_number(value) else str(value))
+                        record.append(value if _is_number(value) else printable(value))
             writer.writerow(record)
     return buf.getvalue()
 
