@@ -10,6 +10,7 @@ bank per step; exact scorings are the expensive part, and ``scored`` counts them
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,15 +40,22 @@ def check(experiment: Any) -> None:
     refuse_cycle(experiment)
 
 
+def _times(bank_rows: Tensor, g: Tensor) -> Tensor:
+    return g @ bank_rows.T
+
+
 def rank(bank: Any, grads: Tensor, points: Tensor, width: int, seen: list[Seen]) -> list[list[int]]:
     """Per row, the ``width`` unscored bank rows with the lowest estimate g . (e_b - z), best first."""
     import torch
+
+    from engine.scoring.objectives import rowwise
 
     best_vals = [torch.empty(0, device=grads.device) for _ in seen]
     best_idx = [torch.empty(0, dtype=torch.long, device=grads.device) for _ in seen]
     offset = (grads * points).sum(dim=1)  # g . z
     for first, chunk in bank.chunks(RANK_CHUNK):
-        estimate = chunk.to(grads) @ grads.T - offset  # [n, A]
+        # [n, A], eight rows of grads a product (objectives.rowwise): a product's rounding follows its shape
+        estimate = rowwise(functools.partial(_times, chunk.to(grads)), grads).T - offset
         for a, row_seen in enumerate(seen):
             column = estimate[:, a].clone()
             done = [i - first for i in row_seen.scores if first <= i < first + chunk.shape[0]]
