@@ -135,6 +135,8 @@ def log_line(event: ev.Event) -> tuple[str, str | None] | None:
     if isinstance(event, ev.BackendFailed):
         return f"backend failed: {event.error}", ERROR
     if isinstance(event, ev.BankLoading) and event.done >= event.total:
+        if event.uncached:
+            return f"bank {event.bank}: {event.total:,} sentences, encoded, not cached: {event.uncached}", WARNING
         how = "read from the cache" if event.cached else "encoded and cached"
         return f"bank {event.bank}: {event.total:,} sentences, {how}", None
     if isinstance(event, ev.ExperimentStarted) and (not event.batch or event.name == event.batch[0]):

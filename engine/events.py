@@ -92,6 +92,7 @@ class BankLoading(Event):
     done: int
     total: int
     cached: bool = False  # ready: read from the cache, nothing encoded
+    uncached: str | None = None  # ready: why it could not be cached (a full disk): it is held in memory
 
 
 @dataclass(frozen=True)
