@@ -217,33 +217,54 @@ def check(config: Path) -> int:
 
 
 def _prepare(config: Path, runs_dir: str, resume: str | None):
-    """The Session to run, or None after printing the one-line reason."""
+    """The Session to run, or the exit code after printing the one-line reason (a run directory that cannot be
+    written is 1, like a write that fails mid-run; a bad config or run directory is 2)."""
     from engine.run.session import Session
-    from engine.rundir.store import StoreError
+    from engine.rundir.store import StorageError, StoreError
     from engine.spec import SpecError
 
     try:
-        return Session.resume(resume) if resume else Session.start(config, runs_dir)
+        session = Session.resume(resume) if resume else Session.start(config, runs_dir)
     except SpecError as err:
         say(str(err))
+        return ExitCode.USAGE
+    except StorageError as err:
+        error(str(err))
+        return ExitCode.FAILED
     except StoreError as err:
         error(str(err))
-    return None
+        return ExitCode.USAGE
+    warn(session.store.warnings)
+    return session
+
+
+def warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        say(f"{PROG}: warning: {warning}")
+
+
+def stopped_by_storage(session) -> int:
+    """Exit 1 after one line when a write to the run directory failed mid-run (the run stopped there)."""
+    fault = session.store.fault
+    error(f"{fault}; the run stopped. Nothing that finished is lost: --resume {session.run_dir} once it can be written")
+    return ExitCode.FAILED
 
 
 def headless(config: Path, runs_dir: str, resume: str | None, executor: tuple = (None, None)) -> int:
     session = _prepare(config, runs_dir, resume)
-    if session is None:
-        return ExitCode.USAGE
+    if isinstance(session, ExitCode):
+        return session
     session.use_executor(*executor)
     from embopt_tui.headless import run_headless
 
     status = run_headless(session)
+    if session.store.fault is not None:
+        return stopped_by_storage(session)
     return of_status(status)
 
 
 def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple = (None, None)) -> int:
-    from engine.rundir.store import StoreError
+    from engine.rundir.store import StorageError, StoreError
     from engine.spec import SpecError, load_spec
 
     try:
@@ -266,13 +287,19 @@ def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple =
     except SpecError as err:
         say(str(err))
         return ExitCode.USAGE
+    except StorageError as err:
+        error(str(err))
+        return ExitCode.FAILED
     except StoreError as err:
         error(str(err))
         return ExitCode.USAGE
+    warn(app.session.store.warnings)
     if issubclass(HangupDriver, app.driver_class):  # Linux: end of input on stdin is a hangup
         app.driver_class = HangupDriver
     app.session.use_executor(*executor)
     app.run()
+    if app.session.store.fault is not None:
+        return stopped_by_storage(app.session)
     code = app.return_code
     return ExitCode.OK if code is None else int(code)
 

@@ -60,7 +60,8 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
         results = session.store.results()
         status = str(results["status"])
         if "error" in outcome:
-            _quietly(lambda: print(outcome["trace"].rstrip(), file=sys.stderr))
+            if session.store.fault is None:  # a full disk is one line, which the command prints
+                _quietly(lambda: print(outcome["trace"].rstrip(), file=sys.stderr))
             status = ev.FAILED if status == "running" else status
         _quietly(lambda: view.final(report.Run(str(session.run_dir), results)))
         return status

@@ -7,13 +7,16 @@ waiting, refuses anything but a regular file and reads at most ``limit`` bytes.
 
 What the tool writes gets the permissions the user's umask gives a new file
 (:func:`umask`), never wider than the file it was copied from
-(:func:`private_mode`).
+(:func:`private_mode`). :func:`write_atomic` replaces a file whole, through a
+temporary name no other writer uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import uuid
 from pathlib import Path
 
 KINDS = {
@@ -115,3 +118,46 @@ def apply_umask(root: str | Path) -> None:
             path = os.path.join(folder, name)
             if not os.path.islink(path):
                 os.chmod(path, (0o666 | (os.stat(path).st_mode & 0o111)) & ~mask)
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data``: readers see the old file or the new one, never half of one.
+
+    The temporary file is unique to this writer (pid and a random tag), so two
+    writers never rename each other's half-written files; it is synced before
+    the rename and the folder after it, and removed if anything fails (the
+    OSError is raised: the caller says what it was writing).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: str | Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (where the file system allows a folder to be synced)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def stale_temporaries(folder: str | Path) -> list[Path]:
+    """The temporary files :func:`write_atomic` left in ``folder`` when its process died mid-write."""
+    return [p for p in Path(folder).glob(".*.tmp") if p.is_file()]

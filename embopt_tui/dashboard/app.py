@@ -147,6 +147,8 @@ class EmboptApp(App[int]):
         if self.config_path is not None:
             self.set_interval(CONFIG_POLL_S, self._poll_config)
         self._install_signal_handlers()
+        for warning in self.session.store.warnings:  # what --resume found damaged in the run directory
+            self.notify(warning, title="Run directory repaired", severity="warning", timeout=15)
         self.start_engine()
         self.bridge.open()
 

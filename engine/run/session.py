@@ -110,6 +110,8 @@ class Session:
 
     def emit(self, event: ev.Event) -> None:
         self.store.record(event)
+        if self.store.fault is not None and not self.steering.stop_requested:
+            self.steering.request_stop()  # the run directory cannot take more: stop between steps, lose nothing
         for consumer in list(self._consumers):
             try:
                 consumer(event)
@@ -118,7 +120,11 @@ class Session:
                 self.consumer_errors.append(f"{type(err).__name__}: {err}")
 
     def run(self) -> Any:
-        """Run the queue in the calling thread; returns the engine's RunResult with the run's final status."""
+        """Run the queue in the calling thread; returns the engine's RunResult with the run's final status.
+
+        Raises :class:`engine.rundir.store.StorageError` (one line: the file and the OS error) when a write to
+        the run directory failed: the run stopped there, and what finished before is on disk for ``--resume``.
+        """
         from engine.run.runner import run_queue  # torch and the models load here, not at import
 
         names = tuple(e.name for e in self.spec.experiments)
@@ -146,6 +152,8 @@ class Session:
         if status == ev.DONE and any(row["status"] == ev.FAILED for row in self.store.rows()):
             status = ev.FAILED
         self._finish(status)
+        if self.store.fault is not None:
+            raise self.store.fault
         if dataclasses.is_dataclass(result) and status != result.status:
             result = dataclasses.replace(result, status=status)
         return result

@@ -75,12 +75,13 @@ class ExperimentProgress:
         self.init_sim, self.oracle_sim, self.targets = event.init_sim, event.oracle_sim, event.targets
 
     def finish(self, status: str, result: Mapping[str, Any]) -> None:
+        z = result.get("z")
+        z = [float(v) for v in z] if z is not None else self.z  # a damaged z raises here, before anything changed
         self.status = status
         self.result = {k: v for k, v in result.items() if k != "z"}
         self.result.setdefault("name", self.name)
         self.result["status"] = status
-        z = result.get("z")
-        self.z = [float(v) for v in z] if z is not None else self.z
+        self.z = z
         if self.oracle_sim is None:
             self.oracle_sim = result.get("oracle_sim")
         if self.init_sim is None:
@@ -196,6 +197,9 @@ class RunProgress:
         elif isinstance(event, ev.ExperimentFinished):
             self.experiment(event.name).finish(event.status, event.result)
             self.workers.finished(event.name)
+        elif isinstance(event, ev.BatchStarted):
+            for name in event.names:
+                self.experiment(name).status = ev.RUNNING
         elif isinstance(event, ev.QueueChanged):
             self._reorder(event.names)
             for name, status in zip(event.names, event.statuses):
