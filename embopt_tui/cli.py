@@ -246,7 +246,7 @@ def warn(warnings: list[str]) -> None:
 def stopped_by_storage(session) -> int:
     """Exit 1 after one line when a write to the run directory failed mid-run (the run stopped there)."""
     fault = session.store.fault
-    error(f"{fault}; the run stopped. Nothing that finished is lost: --resume {session.run_dir} once it can be written")
+    error(f"{fault}; the run stopped, what it saved is kept: --resume {session.run_dir} once it can be written")
     return ExitCode.FAILED
 
 

@@ -73,7 +73,7 @@ class StoreError(Exception):
 
 class StorageError(StoreError):
     """A write to the run directory failed (disk full, read-only, I/O error): ``str(err)`` is one line naming
-    the file and the OS error. Nothing that finished is lost: ``--resume`` continues once the disk is fixed."""
+    the file and the OS error. What was saved before is kept: ``--resume`` continues once the disk is fixed."""
 
 
 def _storage_error(path: Path, err: OSError) -> StorageError:
@@ -353,11 +353,12 @@ class RunStore:
             return False
 
     def _summaries_due_now(self, finished: int) -> bool:
-        """Whether the summaries are to be rewritten now: every :data:`SUMMARY_REWRITES`-th share of the queue
-        finished since the last rewrite (so every finish of a queue up to that size), or when their time is up."""
+        """Whether the summaries are to be rewritten now: always in a queue of up to :data:`SUMMARY_REWRITES`
+        experiments; in a longer one once a 1/SUMMARY_REWRITES share of it finished since the last rewrite, or
+        when their time is up."""
         self._unsaved += finished
-        share = max(1, len(self.progress.experiments) // SUMMARY_REWRITES)
-        return self._unsaved >= share or time.monotonic() >= self._summaries_due
+        share = len(self.progress.experiments) // SUMMARY_REWRITES
+        return share <= 1 or self._unsaved >= share or time.monotonic() >= self._summaries_due
 
     def _apply_config(self, text: str) -> None:
         """A live edit the engine applied becomes the run's config.toml (the first one keeps the original aside)."""

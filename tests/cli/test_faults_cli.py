@@ -182,8 +182,8 @@ def test_a_disk_that_fills_mid_run_stops_it_in_one_line_and_resume_completes_it(
     assert len(lines) == 1 and "Traceback" not in full.stderr, full.stderr
     run_dir = only_run(tmp_path / "runs")
     assert lines[0] == (
-        f"embopt-tui: error: {run_dir / 'events.jsonl'}: cannot write: File too large; the run stopped."
-        f" Nothing that finished is lost: --resume {run_dir} once it can be written"
+        f"embopt-tui: error: {run_dir / 'events.jsonl'}: cannot write: File too large; the run stopped,"
+        f" what it saved is kept: --resume {run_dir} once it can be written"
     )
     statuses = {e["status"] for e in events(run_dir) if e["type"] == "experiment_finished"}
     assert statuses <= {"done"}  # the full disk failed no experiment
