@@ -212,6 +212,8 @@ class RunStore:
         except (OSError, files.FileRefused, UnicodeDecodeError) as err:
             raise StoreError(f"{run_dir / CONFIG_FILE}: cannot read: {getattr(err, 'strerror', None) or err}") from None
         events_path = run_dir / EVENTS_FILE
+        if events_path.exists() and (problem := files.kind_problem(events_path.stat().st_mode)):
+            raise StoreError(f"{events_path}: {problem}")  # a FIFO would block the resume for ever
         damaged: list[int] = []
         try:
             history, good = read_events(events_path, damaged)

@@ -102,6 +102,25 @@ def test_a_predictor_config_json_that_is_not_a_small_regular_file_is_refused(kin
     one_line_exit_2(proc, rf"backend\.predictor: .*config\.json: .*{shown[kind]}")
 
 
+@pytest.mark.parametrize("name", ["config.toml", "events.jsonl", "results.json"])
+def test_a_run_directory_file_that_is_a_fifo_is_refused_by_resume_and_report(name: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text(config_text(), encoding="utf-8")
+    (run_dir / name).unlink(missing_ok=True)
+    os.mkfifo(run_dir / name)
+    args = ("report", str(run_dir)) if name == "results.json" else ("--no-ui", "--resume", str(run_dir))
+    proc = subprocess.run(
+        [sys.executable, "-m", "embopt_tui", *args],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
+    one_line_exit_2(proc, rf"{name}: (cannot read: )?not a regular file: it is a named pipe")
+
+
 def test_a_toml_nested_500_deep_is_one_line_not_a_recursion_error(tmp_path: Path) -> None:
     (tmp_path / "queue.toml").write_text(config_text() + "deep = " + "[" * 500 + "]" * 500 + "\n")
     one_line_exit_2(cli("--check", "queue.toml", cwd=tmp_path), r"^queue\.toml:\d+: arrays or tables nested 500 deep")
