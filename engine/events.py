@@ -263,7 +263,7 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-# What each annotation of an event field accepts from JSON.
+# What each annotation of an event field accepts: from JSON (lists), or from a Ray worker's stream (tuples).
 _ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "str": lambda v: isinstance(v, str),
     "str | None": lambda v: v is None or isinstance(v, str),
@@ -271,9 +271,9 @@ _ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "float": _number,
     "float | None": lambda v: v is None or _number(v),
     "bool": lambda v: isinstance(v, bool),
-    "tuple[str, ...]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    "tuple[float, ...]": lambda v: isinstance(v, list) and all(_number(x) for x in v),
-    "tuple[bool, ...]": lambda v: isinstance(v, list) and all(isinstance(x, bool) for x in v),
+    "tuple[str, ...]": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+    "tuple[float, ...]": lambda v: isinstance(v, (list, tuple)) and all(_number(x) for x in v),
+    "tuple[bool, ...]": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, bool) for x in v),
     "dict[str, Any]": lambda v: isinstance(v, dict),
     "dict[str, str]": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
 }
