@@ -96,7 +96,14 @@ def build_report_parser() -> argparse.ArgumentParser:
 
 
 def error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    say(f"{PROG}: error: {message}")
+
+
+def say(line: str) -> None:
+    """One line on stderr, control characters (a file name's newline, an ESC) shown as escapes."""
+    from engine.text import printable
+
+    print(printable(line), file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,24 +226,26 @@ def check(config: Path, deep: bool = False) -> int:
     try:
         spec = load_spec(config)
     except SpecError as err:
-        print(str(err), file=sys.stderr)
+        say(str(err))
         return ExitCode.USAGE
+    from engine.text import printable
+
     n, s = len(spec.experiments), len(spec.stories)
-    print(
-        f"ok: {n} experiment{'s' * (n != 1)}, {s} stor{'ies' if s != 1 else 'y'}, "
-        f"backend {spec.backend.kind} on {spec.backend.device} ({config})"
-    )
+    stories = f"{s} stor{'ies' if s != 1 else 'y'}"
+    backend = f"backend {spec.backend.kind} on {spec.backend.device}"
+    print(printable(f"ok: {n} experiment{'s' * (n != 1)}, {stories}, {backend} ({config})"))
     return deep_check(spec.backend) if deep else ExitCode.OK
 
 
 def deep_check(backend) -> int:
     """Every model file the backend needs, found or not, then one line naming all that is missing."""
     from engine.run.doctor import diagnose
+    from engine.text import printable
 
     print("checking the models' files (no download; fairseq2 and sonar load, ~10 s)", flush=True)
     pieces = diagnose(backend)
     for piece in pieces:
-        print(f"  {'ok     ' if piece.ok else 'MISSING'}  {piece.what}: {piece.detail}")
+        print(printable(f"  {'ok     ' if piece.ok else 'MISSING'}  {piece.what}: {piece.detail}"))
     missing = [p for p in pieces if not p.ok]
     if not missing:
         print("ok: every model file is here")
@@ -249,40 +258,61 @@ def deep_check(backend) -> int:
 
 
 def _prepare(config: Path, runs_dir: str, resume: str | None):
-    """The Session to run, or None after printing the one-line reason."""
+    """The Session to run, or the exit code after printing the one-line reason (a run directory that cannot be
+    written is 1, like a write that fails mid-run; a bad config or run directory is 2)."""
     from engine.run.session import Session
-    from engine.rundir.store import StoreError
+    from engine.rundir.store import StorageError, StoreError
     from engine.spec import SpecError
 
     try:
-        return Session.resume(resume) if resume else Session.start(config, runs_dir)
+        session = Session.resume(resume) if resume else Session.start(config, runs_dir)
     except SpecError as err:
-        print(str(err), file=sys.stderr)
+        say(str(err))
+        return ExitCode.USAGE
+    except StorageError as err:
+        error(str(err))
+        return ExitCode.FAILED
     except StoreError as err:
         error(str(err))
-    return None
+        return ExitCode.USAGE
+    warn(session.store.warnings)
+    return session
+
+
+def warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        say(f"{PROG}: warning: {warning}")
+
+
+def stopped_by_storage(session) -> int:
+    """Exit 1 after one line when a write to the run directory failed mid-run (the run stopped there)."""
+    fault = session.store.fault
+    error(f"{fault}; the run stopped, what it saved is kept: --resume {session.run_dir} once it can be written")
+    return ExitCode.FAILED
 
 
 def headless(config: Path, runs_dir: str, resume: str | None, executor: tuple = (None, None)) -> int:
     session = _prepare(config, runs_dir, resume)
-    if session is None:
-        return ExitCode.USAGE
+    if isinstance(session, ExitCode):
+        return session
     session.use_executor(*executor)
     from embopt_tui.headless import run_headless
 
     status = run_headless(session)
+    if session.store.fault is not None:
+        return stopped_by_storage(session)
     return of_status(status)
 
 
 def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple = (None, None)) -> int:
-    from engine.rundir.store import StoreError
+    from engine.rundir.store import StorageError, StoreError
     from engine.spec import SpecError, load_spec
 
     try:
         if not resume:
             load_spec(config)  # a bad config is the first thing to fix, terminal or not
     except SpecError as err:
-        print(str(err), file=sys.stderr)
+        say(str(err))
         return ExitCode.USAGE
     from embopt_tui.dashboard.terminal import HangupDriver, missing_terminal  # textual loads only for the dashboard
 
@@ -296,15 +326,21 @@ def dashboard(config: Path, runs_dir: str, resume: str | None, executor: tuple =
     try:
         app = make_app(None if resume else config, runs_dir=Path(runs_dir), resume=Path(resume) if resume else None)
     except SpecError as err:
-        print(str(err), file=sys.stderr)
+        say(str(err))
         return ExitCode.USAGE
+    except StorageError as err:
+        error(str(err))
+        return ExitCode.FAILED
     except StoreError as err:
         error(str(err))
         return ExitCode.USAGE
+    warn(app.session.store.warnings)
     if issubclass(HangupDriver, app.driver_class):  # Linux: end of input on stdin is a hangup
         app.driver_class = HangupDriver
     app.session.use_executor(*executor)
     app.run()
+    if app.session.store.fault is not None:
+        return stopped_by_storage(app.session)
     code = app.return_code
     return ExitCode.OK if code is None else int(code)
 

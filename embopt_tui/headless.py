@@ -27,6 +27,7 @@ from engine.run.session import Session
 from engine.rundir import report
 from engine.rundir.columns import number, uses
 from engine.rundir.fold import WORKER_EVENTS, ExperimentProgress, RunProgress
+from engine.text import printable
 
 PROGRESS_EVERY = 5.0  # seconds between plain progress lines
 ABORT_WAIT_S = 1.0  # a forced exit waits this long for the progress bars to close cleanly
@@ -67,7 +68,8 @@ def run_headless(session: Session, out: TextIO | None = None) -> str:
         results = session.store.results()
         status = str(results["status"])
         if "error" in outcome:
-            _quietly(lambda: print(outcome["trace"].rstrip(), file=sys.stderr))
+            if session.store.fault is None:  # a full disk is one line, which the command prints
+                _quietly(lambda: print(outcome["trace"].rstrip(), file=sys.stderr))
             status = ev.FAILED if status == "running" else status
         _quietly(lambda: view.final(report.Run(str(session.run_dir), results)))
         return status
@@ -154,6 +156,8 @@ def log_line(event: ev.Event) -> tuple[str, str | None] | None:
     if isinstance(event, ev.BackendFailed):
         return f"backend failed: {event.error}", ERROR
     if isinstance(event, ev.BankLoading) and event.done >= event.total:
+        if event.uncached:
+            return f"bank {event.bank}: {event.total:,} sentences, encoded, not cached: {event.uncached}", WARNING
         how = "read from the cache" if event.cached else "encoded and cached"
         return f"bank {event.bank}: {event.total:,} sentences, {how}", None
     if isinstance(event, ev.ExperimentStarted) and (not event.batch or event.name == event.batch[0]):
@@ -210,7 +214,7 @@ class PlainView:
 
     def say(self, text: str) -> None:
         with self._lock:
-            print(f"[{_clock()}] {text}", file=self.out, flush=True)
+            print(f"[{_clock()}] {printable(text)}", file=self.out, flush=True)
 
     def on_event(self, event: ev.Event) -> None:
         self.progress.apply(event)
@@ -248,9 +252,11 @@ class PlainView:
         self.out.flush()
 
     def final(self, run: report.Run) -> None:
-        self.out.write(f"\nresults ({run.data.get('status')}): {report.status_counts(run.experiments)}\n")
+        self.out.write(
+            printable(f"\nresults ({run.data.get('status')}): {report.status_counts(run.experiments)}\n", newlines=True)
+        )
         self.out.write(report.format_table([run]))
-        self.out.write(f"run directory: {run.path}\n")
+        self.out.write(f"run directory: {printable(run.path)}\n")
         self.out.flush()
 
 
@@ -286,11 +292,11 @@ class RichView:
         self.progress.start()
 
     def say(self, markup: str) -> None:
-        self.progress.console.print(f"[dim]{_clock()}[/] {markup}", markup=True, highlight=False)
+        self.progress.console.print(f"[dim]{_clock()}[/] {printable(markup)}", markup=True, highlight=False)
 
     def _task(self, name: str, total: int) -> Any:
         if name not in self._tasks:
-            self._tasks[name] = self.progress.add_task(name, total=total, sim="-", rate="-", eta="-")
+            self._tasks[name] = self.progress.add_task(printable(name), total=total, sim="-", rate="-", eta="-")
         return self._tasks[name]
 
     def on_event(self, event: ev.Event) -> None:
@@ -308,7 +314,7 @@ class RichView:
             if event.done < event.total:
                 if self._bank is None:
                     self._bank = p.add_task(
-                        f"encoding bank {event.bank}", total=event.total, sim="-", rate="-", eta="-"
+                        printable(f"encoding bank {event.bank}"), total=event.total, sim="-", rate="-", eta="-"
                     )
                 p.update(self._bank, completed=event.done)
             elif self._bank is not None:
@@ -317,7 +323,7 @@ class RichView:
         elif isinstance(event, ev.BackendLoading):
             if self._loading is None:
                 self._loading = p.add_task("loading models", total=1.0, sim="-", rate="-", eta="-")
-            p.update(self._loading, completed=event.fraction, description=f"loading: {event.stage}")
+            p.update(self._loading, completed=event.fraction, description=printable(f"loading: {event.stage}"))
         elif isinstance(event, (ev.BackendReady, ev.BackendFailed)):
             if self._loading is not None:
                 p.remove_task(self._loading)
@@ -336,7 +342,7 @@ class RichView:
             )
         elif isinstance(event, ev.ExperimentFinished) and event.name in self._tasks:
             mark = f"[{STATUS_STYLES.get(event.status, 'yellow')}]{STATUS_GLYPHS.get(event.status, '■')}[/]"
-            p.update(self._tasks[event.name], description=f"{mark} {escape(event.name)}", eta="-")
+            p.update(self._tasks[event.name], description=f"{mark} {escape(printable(event.name))}", eta="-")
 
     def close(self) -> None:
         self.progress.stop()
@@ -359,7 +365,7 @@ class RichView:
         # The plain table fitted to the terminal (free text narrowed or left out first), and past
         # that cropped rather than squeezed: its columns stay aligned; results.md holds every character.
         counts = report.status_counts(run.experiments)
-        self.console.print(f"results ({run.data.get('status')}): {counts}", style="bold", highlight=False)
+        self.console.print(printable(f"results ({run.data.get('status')}): {counts}"), style="bold", highlight=False)
         for line in report.format_table([run], width=self.console.width).splitlines():
             if line.startswith(("Best", f"{run.label}: Best")):
                 continue
@@ -374,4 +380,4 @@ class RichView:
             )
         for line in report.best_lines(run, markdown=False):
             self.console.print(line, highlight=False)
-        self.console.print(f"run directory: {run.path}", highlight=False)
+        self.console.print(f"run directory: {printable(run.path)}", highlight=False)

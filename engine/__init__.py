@@ -79,7 +79,8 @@ def run_experiments(
     """Run every experiment of ``config`` to its end; returns their results.json rows, in queue order.
 
     ``runs_dir``: also keep a run directory there (``config.toml``, ``events.jsonl``, ``results.*``,
-    ``embeddings.safetensors``), as the command line does. ``on_event``: called with every event, in order.
+    ``embeddings.safetensors``), as the command line does; a write there that fails stops the run and raises
+    ``engine.rundir.store.StorageError``. ``on_event``: called with every event, in order.
     """
     from engine.run.runner import run_queue
     from engine.run.session import Session

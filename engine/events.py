@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -94,6 +95,7 @@ class BankLoading(Event):
     done: int
     total: int
     cached: bool = False  # ready: read from the cache, nothing encoded
+    uncached: str | None = None  # ready: why it could not be cached (a full disk): it is held in memory
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,18 @@ class QueueChanged(Event):
     kind: ClassVar[str] = "queue_changed"
     names: tuple[str, ...]
     statuses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BatchStarted(Event):
+    """A batch was handed to run: its experiments are running (their ExperimentStarted follows once it starts).
+
+    One per batch, naming only its experiments: what finishes says so in its
+    own ExperimentFinished, so no event grows with the queue's length.
+    """
+
+    kind: ClassVar[str] = "batch_started"
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -251,6 +265,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BankLoading,
         StoryChecked,
         QueueChanged,
+        BatchStarted,
         ConfigRejected,
         ConfigApplied,
         ExperimentStarted,
@@ -266,10 +281,43 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# What each annotation of an event field accepts: from JSON (lists), or from a Ray worker's stream (tuples).
+_ACCEPTS: dict[str, Callable[[Any], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "str | None": lambda v: v is None or isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": _number,
+    "float | None": lambda v: v is None or _number(v),
+    "bool": lambda v: isinstance(v, bool),
+    "tuple[str, ...]": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+    "tuple[float, ...]": lambda v: isinstance(v, (list, tuple)) and all(_number(x) for x in v),
+    "tuple[bool, ...]": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, bool) for x in v),
+    "dict[str, Any]": lambda v: isinstance(v, dict),
+    "dict[str, str]": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+}
+
+
 def event_from_json(data: dict[str, Any]) -> Event:
-    """Inverse of :meth:`Event.to_json` (lists come back as tuples)."""
+    """Inverse of :meth:`Event.to_json` (lists come back as tuples).
+
+    Raises KeyError, TypeError or ValueError for anything :meth:`Event.to_json`
+    could not have written: an unknown type, a missing field, a value of the wrong type.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(f"an event is a JSON object, not {type(data).__name__}")
     data = dict(data)
     cls = EVENT_TYPES[data.pop("type")]
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue  # a field this event had no value for takes its default (or the constructor says it is missing)
+        value = data[f.name]
+        accepts = _ACCEPTS.get(str(f.type))
+        if accepts is not None and not accepts(value):
+            raise TypeError(f"{cls.kind}.{f.name}: {value!r:.40} is not a {f.type}")
+        kwargs[f.name] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)

@@ -48,7 +48,8 @@ from embopt_tui.format import ellipsize, out_of_domain
 from engine import events as ev
 from engine.run.session import Session
 from engine.rundir import report
-from engine.spec import SpecError, parse_spec
+from engine.spec import SpecError, load_spec
+from engine.text import printable
 
 STABLE_ENV = "EMBOPT_TUI_STABLE"  # "1": no timings or paths on screen (snapshot tests)
 EXIT_WHEN_DONE_ENV = "EMBOPT_TUI_EXIT_WHEN_DONE"  # "1": close when the queue ends (benchmarks, scripts)
@@ -149,6 +150,8 @@ class EmboptApp(App[int]):
         if self.config_path is not None:
             self.set_interval(CONFIG_POLL_S, self._poll_config)
         self._install_signal_handlers()
+        for warning in self.session.store.warnings:  # what --resume found damaged in the run directory
+            self.notify(warning, title="Run directory repaired", severity="warning", timeout=15)
         self.start_engine()
         self.bridge.open()
 
@@ -221,7 +224,8 @@ class EmboptApp(App[int]):
         self._dirty = True
 
     def _engine_done(self, message: EngineDone) -> None:
-        self.engine_code, self.engine_error = message.code, message.error
+        self.engine_code = message.code
+        self.engine_error = printable(message.error) if message.error else None
         self._dirty = True
         self._redraw()
         if message.error:
@@ -337,7 +341,7 @@ class EmboptApp(App[int]):
     def _run_dir_text(self) -> str:
         if self.stable:
             return "RUNS_DIR/<run>"
-        return self.state.run_dir or "—"
+        return printable(self.state.run_dir or "—")
 
     # --- which experiment the Live tab shows ------------------------------
     def _shown_name(self) -> str | None:
@@ -387,12 +391,12 @@ class EmboptApp(App[int]):
             self.notify("Resumed run: the queue comes from its run directory.", severity="warning")
             return False
         try:
-            spec = parse_spec(self.config_path.read_text(encoding="utf-8"), self.config_path)
+            spec = load_spec(self.config_path)
         except SpecError as err:
             self._reject(str(err))
             return False
-        except (OSError, UnicodeDecodeError) as err:
-            self._reject(f"{self.config_path}: cannot read: {err}")
+        except Exception as err:  # whatever an edit holds, the dashboard and its running queue go on
+            self._reject(f"{self.config_path}: cannot read: {type(err).__name__}: {err}")
             return False
         if not self.engine_running:
             self.notify("The queue has ended: start embopt-tui again to run the edited file.", severity="warning")
@@ -424,6 +428,12 @@ class EmboptApp(App[int]):
         self._offered = None
         self.state.set_spec(offered)
         self.notify(f"{self.config_path.name} {reason}: {len(offered.experiments)} experiments", title="Queue updated")
+
+    def notify(self, message: str, **kwargs: Any) -> None:
+        """Every toast: its text (a config error, a file name, an experiment's name) with control characters escaped."""
+        super().notify(
+            printable(message, newlines=True), **{k: printable(v) if k == "title" else v for k, v in kwargs.items()}
+        )
 
     # --- actions ----------------------------------------------------------
     def action_toggle_pause(self) -> None:
@@ -535,7 +545,7 @@ class EmboptApp(App[int]):
     @property
     def config_name(self) -> str:
         """The watched config file's name, as the help and the palette write it."""
-        return self.config_path.name if self.config_path is not None else "config.toml"
+        return printable(self.config_path.name) if self.config_path is not None else "config.toml"
 
     # --- signals and shutdown ----------------------------------------------
     def _install_signal_handlers(self) -> None:

@@ -5,16 +5,24 @@ dropped: :class:`engine.rundir.fold.RunProgress` does it) and the widgets
 render from it on a timer, so a fast engine costs the UI a list append per
 step, not a repaint. What this adds is the dashboard's own: the spec whose
 settings the panels show, and rows for experiments that have not finished.
+
+Every text enters the state through :func:`engine.text.printable` (events,
+saved rows, the spec's experiments, the rows built from them), so no panel
+can put a story's or a decode's control characters on the terminal.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine import events as ev
 from engine.results import RANKINGS, Row, best_by_story, result_row
 from engine.rundir.fold import ExperimentProgress, RunProgress
 from engine.spec import Spec
+from engine.text import printable, printable_data
 
 ExperimentView = ExperimentProgress  # what a panel shows of one experiment
 
@@ -34,7 +42,16 @@ class RunState(RunProgress):
     def set_spec(self, spec: Spec) -> None:
         """Attach experiment definitions (for details); pending ones follow the file."""
         self.spec = spec
-        self.attach(spec.experiments)
+        self.attach(dataclasses.replace(e, name=printable(e.name), init=printable(e.init)) for e in spec.experiments)
+
+    def apply(self, event: ev.Event) -> None:
+        if not isinstance(event, ev.Step):  # a step holds a name the parser checked, and numbers
+            texts = {f.name: printable_data(getattr(event, f.name)) for f in dataclasses.fields(event)}
+            event = dataclasses.replace(event, **texts)
+        super().apply(event)
+
+    def add_finished(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        super().add_finished(printable_data([dict(row) for row in rows]))
 
     @property
     def backend_name(self) -> str:
@@ -68,4 +85,4 @@ class RunState(RunProgress):
         out = result_row(e, spec.story_of(e), x.status, live)
         out.pop("z", None)
         out["steps_done"], out["best"] = x.step, False
-        return out
+        return printable_data(out)

@@ -1,32 +1,49 @@
 """Sentence banks: real sentences, encoded once, for the methods that search or project onto them.
 
 ``load_bank`` streams a bank's sentences (:mod:`engine.banks.source`), encodes them
-in chunks straight into one preallocated [N, D] float32 file, and caches that
+in chunks, writes them window by window into one [N, D] float32 file, and caches that
 on disk (:mod:`engine.banks.cache`) under the bank's content hash, the encoder
 card (and a sample of its weights) and the dtype, so the next run reads it back
 without calling the encoder. Nothing holds a Python object per sentence: texts
 stay in the cached text file (memory-mapped, found by an offsets array) and the
 embeddings are a memory-mapped matrix, copied onto the accelerator when it fits.
+
+A cache that cannot be written (a full or read-only disk) costs the cache, not
+the run: the bank is encoded into memory instead (``SentenceBank.uncached``
+says why). Its files are written with plain writes, never through a writable
+memory map, whose pages a full disk turns into SIGBUS. An entry is readable by
+whom the bank file is (a private bank stays private).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import mmap
+import os
 import shutil
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from engine import files
 from engine.banks import cache
-from engine.banks.source import NO_SENTENCES, BankError, bank_digest, bank_label, iter_bank_sentences, resolve_bank_path
+from engine.banks.source import (
+    BANK_CORPUS,
+    NO_SENTENCES,
+    BankError,
+    bank_digest,
+    bank_label,
+    iter_bank_sentences,
+    resolve_bank_path,
+)
 
 BankProgress = Callable[[int, int], None]  # (sentences encoded, sentences in the bank)
 CHUNK_ELEMENTS = 1 << 24  # floats one scoring chunk may hold (64 MiB): bounds nearest()'s [A, rows] block
@@ -42,21 +59,41 @@ class SentenceBank:
     piece. Treat it as read-only.
     """
 
-    def __init__(self, folder: Path, manifest: Mapping[str, Any], device: torch.device, *, cached: bool):
-        self.folder = folder
+    def __init__(
+        self,
+        manifest: Mapping[str, Any],
+        offsets: np.ndarray,
+        texts: Any,
+        embeddings: Tensor,
+        device: torch.device,
+        *,
+        cached: bool,
+        folder: Path | None = None,
+        uncached: str | None = None,
+    ):
+        self.folder = folder  # the cache entry read; None for a bank held in memory
         self.source: str = manifest["source"]  # "corpus" or the bank file's absolute path
         self.digest: str = manifest["digest"]  # SHA-256 of the bank's content
         self.encoder: str = manifest["encoder"]
         self.dtype: str = manifest["dtype"]
         self.cached = cached  # True: read from the cache; False: encoded by this load
+        self.uncached = uncached  # why this load could not cache it (it lives in memory), else None
         self.build_seconds: float = manifest.get("seconds", 0.0)  # how long encoding took when the entry was built
         self.device = device
-        self._offsets = np.load(folder / cache.OFFSETS)
-        with open(folder / cache.TEXTS, "rb") as f:
-            self._texts = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        # Copy-on-write mapping: a writable tensor without reading the file in, and no write ever reaches the cache.
-        self.embeddings = _place(torch.from_numpy(np.load(folder / cache.EMBEDDINGS, mmap_mode="c")), device)
+        self._offsets = offsets
+        self._texts = texts  # bytes-like: every line, each ending in a newline
+        self.embeddings = _place(embeddings, device)
         self._inverse_norms: Tensor | None = None
+
+    @classmethod
+    def from_folder(cls, folder: Path, device: torch.device, *, cached: bool) -> SentenceBank:
+        """The bank of a cache entry: texts and embeddings memory-mapped, read as they are used."""
+        with open(folder / cache.TEXTS, "rb") as f:
+            texts = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # Copy-on-write mapping: a writable tensor without reading the file in, and no write ever reaches the cache.
+        embeddings = torch.from_numpy(np.load(folder / cache.EMBEDDINGS, mmap_mode="c"))
+        offsets = np.load(folder / cache.OFFSETS)
+        return cls(cache.read_manifest(folder), offsets, texts, embeddings, device, cached=cached, folder=folder)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -179,7 +216,8 @@ def load_bank(
     ``dtype`` are the backend's card name and dtype, part of the cache key.
     ``cache_dir`` overrides the folder of entries (default: ``banks/`` under
     :func:`engine.banks.cache.cache_root`). Raises :class:`BankError` for a
-    missing, unreadable, non-UTF-8 or empty bank.
+    missing, unreadable, non-UTF-8 or empty bank. A cache that cannot be
+    written gives a bank held in memory (``uncached`` says why).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be positive, not {chunk}")
@@ -191,31 +229,121 @@ def load_bank(
     }
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache.banks_dir()
     final = root / cache.entry_name(key)
-    cached = final.is_dir() and cache.entry_problem(final, key) is None
-    if not cached:
-        tmp = cache.temp_folder(final)
-        try:
-            _build(tmp, value, base_dir, space, key, progress, chunk)
-            cache.publish(tmp, final, key)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     target = torch.device(device) if device is not None else torch.device(space.device)
-    return SentenceBank(final, cache.read_manifest(final), target, cached=cached)
+    build = (value, base_dir, space, key, progress, chunk)
+    if final.is_dir() and cache.entry_problem(final, key) is None:
+        return SentenceBank.from_folder(final, target, cached=True)
+    try:
+        tmp = _writing(final.parent, cache.temp_folder, final)
+    except CacheUnwritable as err:
+        return _in_memory(build, target, str(err))
+    try:
+        manifest = _build(_FolderFiles(tmp), *build)
+        _writing(tmp, cache.write_manifest, tmp, manifest)
+        _restrict(tmp, value, base_dir)
+        _writing(final, cache.publish, tmp, final, key)
+    except CacheUnwritable as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return _in_memory(build, target, str(err))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return SentenceBank.from_folder(final, target, cached=False)
+
+
+class CacheUnwritable(Exception):
+    """The bank cache cannot be written (disk full, read-only, no permission): ``str(err)`` names the path."""
+
+
+def _writing(path: Path, write: Callable[..., Any], *args: Any) -> Any:
+    """``write(*args)``, a write into the cache at ``path``; its OSError as :class:`CacheUnwritable`."""
+    try:
+        return write(*args)
+    except OSError as err:
+        raise CacheUnwritable(f"{err.filename or path}: {err.strerror or err}") from None
+
+
+class _FolderFiles:
+    """A cache entry's files, built in a folder; a failed write is :class:`CacheUnwritable`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def create(self, name: str) -> IO[bytes]:
+        return _CacheFile(_writing(self.folder / name, open, self.folder / name, "wb"), self.folder / name)
+
+    def read(self, name: str) -> IO[bytes]:
+        return open(self.folder / name, "rb")
+
+
+class _CacheFile:
+    """A file of the cache being written: its OSErrors are :class:`CacheUnwritable`."""
+
+    def __init__(self, f: IO[bytes], path: Path) -> None:
+        self.f, self.path = f, path
+
+    def write(self, data: Any) -> int:
+        return _writing(self.path, self.f.write, data)
+
+    def __enter__(self) -> _CacheFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _writing(self.path, self.f.close)
+
+
+class _MemoryFiles:
+    """The same files held in memory, for a bank whose cache cannot be written."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, io.BytesIO] = {}
+
+    def create(self, name: str) -> IO[bytes]:
+        self.data[name] = _KeptBytes()
+        return self.data[name]
+
+    def read(self, name: str) -> IO[bytes]:
+        return io.BytesIO(self.data[name].getvalue())
+
+
+class _KeptBytes(io.BytesIO):
+    def close(self) -> None:  # closing a built file keeps its bytes for the bank to read
+        pass
+
+
+def _in_memory(build: tuple, device: torch.device, why: str) -> SentenceBank:
+    """The bank encoded into memory, when its cache entry cannot be written."""
+    built = _MemoryFiles()
+    manifest = _build(built, *build)
+    offsets = np.load(built.read(cache.OFFSETS))
+    embeddings = torch.from_numpy(np.load(built.read(cache.EMBEDDINGS)))
+    texts = built.data[cache.TEXTS].getvalue()
+    return SentenceBank(manifest, offsets, texts, embeddings, device, cached=False, uncached=why)
+
+
+def _restrict(folder: Path, value: str, base_dir: str | Path) -> None:
+    """Make an entry readable by no one who cannot read its bank file (the umask's modes otherwise)."""
+    if value == BANK_CORPUS:
+        return
+    mode = files.private_mode(resolve_bank_path(value, base_dir))
+    for path in folder.iterdir():
+        _writing(path, os.chmod, path, mode)
+    _writing(folder, os.chmod, folder, files.dir_mode(mode))
 
 
 def _build(
-    folder: Path,
+    out: _FolderFiles | _MemoryFiles,
     value: str,
     base_dir: str | Path,
     space: Any,
     key: Mapping[str, str],
     progress: BankProgress | None,
     chunk: int,
-) -> None:
+) -> dict[str, Any]:
+    """Write the entry's texts, offsets and embeddings into ``out``; returns its manifest (without checksums)."""
     start = time.perf_counter()
     offsets = array("q", [0])
-    with open(folder / cache.TEXTS, "wb") as f:
+    with out.create(cache.TEXTS) as f:
         for sentence in iter_bank_sentences(value, base_dir):
             line = sentence.encode("utf-8") + b"\n"
             f.write(line)
@@ -223,36 +351,40 @@ def _build(
     count = len(offsets) - 1
     if count == 0:
         raise BankError(NO_SENTENCES.format(resolve_bank_path(value, base_dir)))
-    np.save(folder / cache.OFFSETS, np.frombuffer(offsets, dtype=np.int64))
-    dim = _encode_into(folder, space, count, progress or (lambda done, total: None), chunk)
+    with out.create(cache.OFFSETS) as f:
+        np.save(f, np.frombuffer(offsets, dtype=np.int64))
+    dim = _encode_into(out, space, count, progress or (lambda done, total: None), chunk)
     seconds = round(time.perf_counter() - start, 3)
-    cache.write_manifest(
-        folder, {**key, "count": count, "dim": dim, "source": bank_label(value, base_dir), "seconds": seconds}
-    )
+    return {**key, "count": count, "dim": dim, "source": bank_label(value, base_dir), "seconds": seconds}
 
 
-def _encode_into(folder: Path, space: Any, count: int, progress: BankProgress, chunk: int) -> int:
-    """Encode texts.txt into embeddings.npy, a window of chunks at a time sorted by length; returns D."""
+def _encode_into(out: _FolderFiles | _MemoryFiles, space: Any, count: int, progress: BankProgress, chunk: int) -> int:
+    """Encode the texts into the embeddings file, a window of chunks at a time sorted by length; returns D.
+
+    Each window's rows are gathered in memory and written in order, so the
+    file is written sequentially (a full disk is an OSError at a write).
+    """
     progress(0, count)
-    out: np.memmap | None = None
-    done = 0
-    with open(folder / cache.TEXTS, "rb") as f, torch.inference_mode():
+    done, dim = 0, 0
+    with out.read(cache.TEXTS) as f, out.create(cache.EMBEDDINGS) as embeddings, torch.inference_mode():
         lines = (raw[:-1].decode("utf-8") for raw in f)
         for first in range(0, count, chunk * SORT_WINDOW):
             window = list(itertools.islice(lines, chunk * SORT_WINDOW))
             order = sorted(range(len(window)), key=lambda i: len(window[i]))
+            block: np.ndarray | None = None
             for begin in range(0, len(window), chunk):
                 picked = order[begin : begin + chunk]
                 vectors = space.encode([window[i] for i in picked]).float().cpu().numpy()
-                if out is None:
-                    out = np.lib.format.open_memmap(
-                        folder / cache.EMBEDDINGS, mode="w+", dtype=np.float32, shape=(count, vectors.shape[1])
-                    )
-                out[first + np.asarray(picked)] = vectors
+                if block is None:
+                    block = np.empty((len(window), vectors.shape[1]), dtype=np.float32)
+                block[np.asarray(picked)] = vectors
                 done += len(picked)
                 progress(done, count)
-    assert out is not None and done == count
-    out.flush()
-    dim = int(out.shape[1])
-    del out
+            assert block is not None
+            if first == 0:
+                dim = int(block.shape[1])
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
+                np.lib.format.write_array_header_1_0(embeddings, {**header, "shape": (count, dim)})
+            embeddings.write(block.tobytes())
+    assert done == count
     return dim

@@ -20,6 +20,7 @@ BANK_CORPUS = "corpus"
 # whole for ordinary files, a prefix for huge ones, whose later lines are checked as they load.
 CHECK_BYTES = 8 << 20
 _BLOCK = 1 << 20
+LINE_BYTES = 16 << 10  # one sentence: 4,096 characters of any script (an encoder reads 512 tokens of it at most)
 NO_SENTENCES = "bank file {} has no sentences (every line is blank)"
 
 
@@ -73,8 +74,15 @@ def _file_problem(path: Path) -> str | None:
 
 
 def _lines(f, path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, stripped text) of each line; splits on "\\n" only, so other separators stay inside a sentence."""
-    for number, raw in enumerate(f, 1):
+    """(line number, stripped text) of each line; splits on "\\n" only, so other separators stay inside a sentence.
+
+    A line longer than :data:`LINE_BYTES` is refused as it is met (BankError), never read whole.
+    """
+    for number, raw in enumerate(iter(lambda: f.readline(LINE_BYTES + 2), b""), 1):
+        if len(raw.rstrip(b"\r\n")) > LINE_BYTES:
+            raise BankError(
+                f"{path}:{number}: a line longer than {LINE_BYTES:,} bytes (a bank holds one sentence per line)"
+            )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:

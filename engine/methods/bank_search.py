@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.methods.method import Method, Stopping, option, refuse_cycle, require_bank
+from engine.methods.method import TOP_K, Method, Stopping, option, refuse_cycle, require_bank
 
 if TYPE_CHECKING:
     from engine.methods.batch import Batch
@@ -23,7 +23,7 @@ ROWS_PER_CALL = 64  # predictor rows per call while scoring a chunk
 
 @dataclass(frozen=True)
 class BankSearchOptions(Stopping):
-    top_k: int = option(10, "how many of the best bank sentences to report", 1)
+    top_k: int = option(10, "how many of the best bank sentences to report", 1, TOP_K)
 
 
 def check(experiment: Any) -> None:

@@ -10,11 +10,12 @@ bank per step; exact scorings are the expensive part, and ``scored`` counts them
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.methods.method import Method, Stopping, option, refuse_cycle, require_bank
+from engine.methods.method import BUFFER_SIZE, SEARCH_WIDTH, TOP_K, Method, Stopping, option, refuse_cycle, require_bank
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -27,9 +28,11 @@ RANK_CHUNK = 1 << 16  # bank rows per ranking product
 
 @dataclass(frozen=True)
 class BankSwapOptions(Stopping):
-    search_width: int = option(64, "bank sentences scored exactly per step (the best by the gradient's estimate)", 1)
-    buffer_size: int = option(4, "best points kept; each step searches from the best of them", 1)
-    top_k: int = option(10, "how many of the best sentences seen to report", 1)
+    search_width: int = option(
+        64, "bank sentences scored exactly per step (the best by the gradient's estimate)", 1, SEARCH_WIDTH
+    )
+    buffer_size: int = option(4, "best points kept; each step searches from the best of them", 1, BUFFER_SIZE)
+    top_k: int = option(10, "how many of the best sentences seen to report", 1, TOP_K)
 
 
 def check(experiment: Any) -> None:
@@ -37,15 +40,22 @@ def check(experiment: Any) -> None:
     refuse_cycle(experiment)
 
 
+def _times(bank_rows: Tensor, g: Tensor) -> Tensor:
+    return g @ bank_rows.T
+
+
 def rank(bank: Any, grads: Tensor, points: Tensor, width: int, seen: list[Seen]) -> list[list[int]]:
     """Per row, the ``width`` unscored bank rows with the lowest estimate g . (e_b - z), best first."""
     import torch
+
+    from engine.scoring.objectives import rowwise
 
     best_vals = [torch.empty(0, device=grads.device) for _ in seen]
     best_idx = [torch.empty(0, dtype=torch.long, device=grads.device) for _ in seen]
     offset = (grads * points).sum(dim=1)  # g . z
     for first, chunk in bank.chunks(RANK_CHUNK):
-        estimate = chunk.to(grads) @ grads.T - offset  # [n, A]
+        # [n, A], eight rows of grads a product (objectives.rowwise): a product's rounding follows its shape
+        estimate = rowwise(functools.partial(_times, chunk.to(grads)), grads).T - offset
         for a, row_seen in enumerate(seen):
             column = estimate[:, a].clone()
             done = [i - first for i in row_seen.scores if first <= i < first + chunk.shape[0]]

@@ -35,7 +35,7 @@ BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 @dataclass(frozen=True)
 class GradientOptions(Stopping):
     snap_every: int = option(
-        0, "every N steps z is replaced by E(D(z)), the embedding of its own decoded text; 0: never", 0
+        0, "every N steps z is replaced by E(D(z)), the embedding of its own decoded text; 0: never", 0, 1_000_000
     )
     nearest: bool = option(
         False, "the forward pass uses the bank sentence nearest to z; the gradient updates z (needs bank)"
@@ -84,7 +84,7 @@ def run(batch: Batch) -> None:
 
     from engine.events import DONE, FAILED, INTERRUPTED, RUNNING, SKIPPED, Step
     from engine.methods.batch import BestText, offer_texts, show_decodes, start, stop_early
-    from engine.scoring.objectives import Weights
+    from engine.scoring.objectives import Weights, rowwise
 
     rows, scorer = batch.rows, batch.scorer
     experiments = [r.experiment for r in rows]
@@ -137,7 +137,8 @@ def run(batch: Batch) -> None:
         x = z[idx]
         picked: list[int] | None = None
         if batch.bank is not None and bool(nearest[idx].any()):
-            picked = batch.bank.nearest(x, k=1)[0][:, 0].tolist()
+            # Eight rows a call, like every model call (objectives.rowwise): a product's rounding follows its shape.
+            picked = rowwise(lambda rows: batch.bank.nearest(rows, k=1)[0], x)[:, 0].tolist()
             x = torch.where(nearest[idx], batch.bank.rows(picked).to(x), x)
         xa = x.clone().requires_grad_(bool(updating))
         with torch.enable_grad() if updating else torch.inference_mode():
@@ -268,13 +269,11 @@ def _roundtrip(batch: Batch, which: list[int]) -> None:
     """Score E(D(z)) in place of z (the decode of the final z has just been made)."""
     import torch
 
-    from engine.scoring.problem import predict
-
     rows, scorer = batch.rows, batch.scorer
     texts = [rows[i].decoded_z or "" for i in which]
+    again = scorer.encode(texts)
     with torch.inference_mode():
-        again = scorer.space.encode(texts).float()
-        sims = scorer.sims(predict(scorer.model, batch.problem, again)).mean(dim=1).tolist()
+        sims = scorer.sims(scorer.predictions(again)).mean(dim=1).tolist()
     for i, sim in zip(which, sims):
         rows[i].roundtrip_sim = sim
 

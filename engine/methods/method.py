@@ -29,6 +29,12 @@ class Command:
 GO_ON = Command()
 STOP = Command(stop=True)
 
+# Maxima of the options several methods share (docs/configuration.md, "Limits"): one step scores
+# search_width sentences exactly (4,096 take seconds on a CPU), a buffer is sorted every step, a top list is saved.
+SEARCH_WIDTH = 4096
+BUFFER_SIZE = 1024
+TOP_K = 1000
+
 
 def option(default: Any, help: str, minimum: float | None = None, maximum: float | None = None) -> Any:
     """A method option: its type (the annotation), default, help text and bounds are all its validation."""

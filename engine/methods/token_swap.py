@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.methods.method import Invalid, Method, Stopping, option, refuse_cycle
+from engine.methods.method import BUFFER_SIZE, SEARCH_WIDTH, Invalid, Method, Stopping, option, refuse_cycle
 
 if TYPE_CHECKING:
     from torch import Generator, Tensor
@@ -35,10 +35,10 @@ _allowed: dict[int, Tensor] = {}  # id(space) -> [V] bool: tokens a candidate ma
 
 @dataclass(frozen=True)
 class TokenSwapOptions(Stopping):
-    search_width: int = option(64, "candidate sentences scored exactly per step", 1)
-    n_replace: int = option(1, "tokens replaced in each candidate", 1)
-    topk: int = option(32, "replacement tokens per position, the best by the gradient", 1)
-    buffer_size: int = option(4, "best sentences kept; each step edits the best of them", 1)
+    search_width: int = option(64, "candidate sentences scored exactly per step", 1, SEARCH_WIDTH)
+    n_replace: int = option(1, "tokens replaced in each candidate", 1, 64)
+    topk: int = option(32, "replacement tokens per position, the best by the gradient", 1, 4096)
+    buffer_size: int = option(4, "best sentences kept; each step edits the best of them", 1, BUFFER_SIZE)
 
 
 def check(experiment: Any) -> None:

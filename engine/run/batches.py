@@ -93,7 +93,7 @@ def _bank(value: str | None, spec: Spec, models: Models, emit: Callable[[ev.Even
         bank = load_bank(
             value, spec.path.parent, models.space, encoder=backend.encoder, dtype=backend.dtype, progress=progress
         )
-        emit(ev.BankLoading(label, len(bank), len(bank), cached=bank.cached))
+        emit(ev.BankLoading(label, len(bank), len(bank), cached=bank.cached, uncached=bank.uncached))
         banks[key] = bank
     return banks[key]
 

@@ -39,6 +39,7 @@ class Queue:
         self.experiments: dict[str, Experiment] = {e.name: e for e in spec.experiments}
         self.results: dict[str, dict[str, Any]] = {}
         self.status: dict[str, str] = dict.fromkeys(self.names, ev.PENDING)
+        self._running: set[str] = set()
         for name in self.names:
             result = (completed or {}).get(name)
             if result is not None and result.get("status") in FINISHED:
@@ -53,7 +54,7 @@ class Queue:
         return [self.experiments[n] for n in self.names if self.status[n] == ev.PENDING]
 
     def running(self) -> frozenset[str]:
-        return frozenset(n for n in self.names if self.status[n] == ev.RUNNING)
+        return frozenset(self._running)
 
     def next_batch(self) -> list[Experiment]:
         pending = self.pending()
@@ -77,17 +78,20 @@ class Queue:
         return best_by_story(self.rows(), self.spec.rank_by)
 
     # --- changes ----------------------------------------------------------------
+    # Each change is an event of its own size, never the whole queue's: a queue of thousands costs each
+    # experiment the same as a queue of ten (QueueChanged is for the order: the start and live edits).
     def start(self, batch: list[Experiment]) -> None:
         for experiment in batch:
             self.status[experiment.name] = ev.RUNNING
-        self.emit(self.event())
+            self._running.add(experiment.name)
+        self.emit(ev.BatchStarted(tuple(e.name for e in batch)))
 
     def finish(self, result: dict[str, Any]) -> None:
         name = result["name"]
         self.results[name], self.status[name] = result, result["status"]
+        self._running.discard(name)
         # A copy: consumers may take keys out (the store moves z to the embeddings file).
         self.emit(ev.ExperimentFinished(name, result["status"], dict(result)))
-        self.emit(self.event())
 
     def end_pending(self, status: str, names: Any = None, error: str | None = None) -> None:
         """End pending experiments (those in ``names``; all with None) without running them, as ``status``."""

@@ -18,7 +18,7 @@ from typing import Any
 from engine import events as ev
 from engine.run.steering import Steering
 from engine.rundir.store import CONFIG_FILE, RunStore
-from engine.spec import Spec, SpecError, load_spec, parse_spec
+from engine.spec import Spec, SpecError, parse_spec, read_config
 
 Consumer = Callable[[ev.Event], None]
 
@@ -51,11 +51,7 @@ class Session:
     ) -> Session:
         """Validate the config (SpecError) and create its run directory (StoreError)."""
         config_path = Path(config_path)
-        try:
-            text = config_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            load_spec(config_path)  # raises the one-line SpecError for this file
-            raise
+        text = read_config(config_path)
         spec = parse_spec(text, config_path)
         session = cls(spec, RunStore.create(config_path, runs_dir, text), resumed=False, steering=steering)
         if on_event is not None:
@@ -114,6 +110,8 @@ class Session:
 
     def emit(self, event: ev.Event) -> None:
         self.store.record(event)
+        if self.store.fault is not None and not self.steering.stop_requested:
+            self.steering.request_stop()  # the run directory cannot take more: stop between steps, lose nothing
         for consumer in list(self._consumers):
             try:
                 consumer(event)
@@ -122,7 +120,11 @@ class Session:
                 self.consumer_errors.append(f"{type(err).__name__}: {err}")
 
     def run(self) -> Any:
-        """Run the queue in the calling thread; returns the engine's RunResult with the run's final status."""
+        """Run the queue in the calling thread; returns the engine's RunResult with the run's final status.
+
+        Raises :class:`engine.rundir.store.StorageError` (one line: the file and the OS error) when a write to
+        the run directory failed: the run stopped there, and what finished before is on disk for ``--resume``.
+        """
         from engine.run.runner import run_queue  # torch and the models load here, not at import
 
         names = tuple(e.name for e in self.spec.experiments)
@@ -150,6 +152,8 @@ class Session:
         if status == ev.DONE and any(row["status"] == ev.FAILED for row in self.store.rows()):
             status = ev.FAILED
         self._finish(status)
+        if self.store.fault is not None:
+            raise self.store.fault
         if dataclasses.is_dataclass(result) and status != result.status:
             result = dataclasses.replace(result, status=status)
         return result

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 
 from engine.spec import Spec
+from engine.spec.limits import cpu_cores
 
 THREADS_ENV = "EMBOPT_THREADS"  # torch intra-op threads; tests and shared machines set 1
 
 
 def threads_from_env() -> int | None:
-    """The thread count asked for by EMBOPT_THREADS; ValueError when it is not a positive integer."""
+    """The thread count asked for by EMBOPT_THREADS; ValueError when it is not an integer from 1 to the core count."""
     raw = os.environ.get(THREADS_ENV, "").strip()
     if not raw:
         return None
@@ -20,6 +21,8 @@ def threads_from_env() -> int | None:
         value = 0
     if value < 1:
         raise ValueError(f"{THREADS_ENV}={raw!r}: expected a positive integer")
+    if value > cpu_cores():
+        raise ValueError(f"{THREADS_ENV}={value}: more threads than this machine's {cpu_cores()} CPU cores")
     return value
 
 

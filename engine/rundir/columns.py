@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.methods import METHODS
+from engine.text import printable
 
 UNUSED = "—"  # a setting the row's method never reads
 MISSING = "-"  # a number that was not measured (yet)
@@ -40,10 +41,10 @@ def text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return " | ".join(text(v) for v in value)
     if isinstance(value, dict):
-        return ",".join(f"{k}={v:g}" if _is_number(v) else f"{k}={v}" for k, v in value.items())
+        return printable(",".join(f"{k}={v:g}" if _is_number(v) else f"{k}={v}" for k, v in value.items()))
     if isinstance(value, float):
         return f"{value:g}"
-    return " ".join(str(value).split())  # newlines would break a table row
+    return printable(" ".join(str(value).split()))  # one line (a newline breaks a row), nothing that drives a terminal
 
 
 def _is_number(value: Any) -> bool:
@@ -151,10 +152,10 @@ FIT: tuple[tuple[str, int], ...] = (
     ("Text", 24),
     ("Objective", 0),
     ("Final Loss", 0),
+    ("Text NLL", 0),  # the headless line of each finished experiment still says it
     ("Final Sim", 0),
     ("Status", 0),
     ("Text", 16),
-    ("Text NLL", 0),
     ("Oracle", 0),  # the true sentence's score: what Text Sim is read against, so it goes last but one
     ("", 1),
     ("Text", 12),

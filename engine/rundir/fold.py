@@ -83,12 +83,14 @@ class ExperimentProgress:
         self.init_sim, self.oracle_sim, self.targets = event.init_sim, event.oracle_sim, event.targets
 
     def finish(self, status: str, result: Mapping[str, Any]) -> None:
+        z = result.get("z")
+        z = [float(v) for v in z] if z is not None else self.z  # a damaged z raises here, before anything changed
         self.status = status
         self.result = {k: v for k, v in result.items() if k not in ("z", "best_z")}
         self.result.setdefault("name", self.name)
         self.result["status"] = status
-        z, best_z = result.get("z"), result.get("best_z")
-        self.z = [float(v) for v in z] if z is not None else self.z
+        self.z = z
+        best_z = result.get("best_z")
         self.best_z = [float(v) for v in best_z] if best_z is not None else self.best_z
         if self.oracle_sim is None:
             self.oracle_sim = result.get("oracle_sim")
@@ -206,6 +208,9 @@ class RunProgress:
         elif isinstance(event, ev.ExperimentFinished):
             self.experiment(event.name).finish(event.status, event.result)
             self.workers.finished(event.name)
+        elif isinstance(event, ev.BatchStarted):
+            for name in event.names:
+                self.experiment(name).status = ev.RUNNING
         elif isinstance(event, ev.QueueChanged):
             self._reorder(event.names)
             for name, status in zip(event.names, event.statuses):

@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.events import STATUSES
+from engine.files import FileRefused, read_regular
 from engine.results import FIELDS, RANKINGS, best_by_story, best_names
 from engine.rundir.columns import Column, choose, fit, number, text, uses
+from engine.text import printable
 
 FORMATS = ("table", "markdown", "csv", "json")
 GROUPINGS = ("experiment", "method", "objective")
 RESULTS_FILE = "results.json"
+RESULTS_BYTES = 1 << 30
 
 # CSV holds every scalar field; the per-step trajectory stays in results.json.
 CSV_FIELDS = tuple(f for f in FIELDS if f != "trajectory")
@@ -48,7 +51,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return Path(self.path).name or self.path
+        return printable(Path(self.path).name or self.path)
 
     @property
     def experiments(self) -> list[dict[str, Any]]:
@@ -73,9 +76,11 @@ def load_run(run_dir: str | Path) -> Run:
     if not Path(run_dir).is_dir():
         raise ReportError(f"{run_dir}: no such run directory")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path, RESULTS_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise ReportError(f"{path}: no such file (not a run directory?)") from None
+    except (FileRefused, UnicodeDecodeError, RecursionError) as err:  # a FIFO would block `report` for ever
+        raise ReportError(f"{path}: cannot read: {err}") from None
     except json.JSONDecodeError as err:
         raise ReportError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
     except OSError as err:
@@ -230,7 +235,7 @@ def _csv_value(run: Run, row: Mapping[str, Any], field: str) -> Any:
         return text(value)
     if value is None:
         return ""
-    return value if isinstance(value, (int, float)) else str(value)
+    return value if isinstance(value, (int, float)) else printable(str(value))
 
 
 def format_json(runs: Sequence[Run]) -> str:

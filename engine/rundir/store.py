@@ -18,6 +18,16 @@
 
 A :class:`RunStore` is an event consumer (``store.record(event)``);
 :meth:`RunStore.open` reopens a directory to complete it.
+
+``events.jsonl`` is the source of truth: the summaries are rebuilt from it on
+``--resume`` (a hand-edited ``results.json`` never outweighs it; a damaged
+line is skipped with a warning), and they are rewritten in O(1) amortised time
+per finished experiment (:data:`SUMMARY_REWRITES`), so a long queue costs the
+same per experiment as a short one. While a store is open its directory is
+locked (:mod:`engine.rundir.lock`). A write that fails (a full disk, a
+directory made read-only) is not an experiment's failure: the store keeps
+what is on disk a consistent prefix, writes nothing more, and :attr:`RunStore.fault`
+says which file and why; the run stops and ``--resume`` continues it.
 """
 
 from __future__ import annotations
@@ -26,16 +36,20 @@ import json
 import math
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine import events as ev
+from engine import files
 from engine.results import FIELDS, FINISHED, RANKINGS, best_by_story, settings
 from engine.rundir import report
 from engine.rundir.fold import ExperimentProgress, RunProgress
+from engine.rundir.lock import LOCK_FILE, RunLock, RunLocked
 from engine.spec import SpecError, parse_spec
+from engine.spec.limits import CONFIG_BYTES
 
 CONFIG_FILE = "config.toml"
 STARTED_CONFIG_FILE = "config.started.toml"  # the config as started, once a live edit replaced config.toml
@@ -48,10 +62,26 @@ BEST_EMBEDDINGS_FILE = "embeddings.best.safetensors"
 FINAL_CONTENT = "final z per experiment (where it ended), keyed by experiment name"
 BEST_CONTENT = "best z per experiment (its z at best_step, the highest similarity on its trajectory), keyed by name"
 COMPLETED = FINISHED  # statuses a resume keeps; everything else runs again
+COMPARED = ("status", "steps_done", "final_sim", "text_sim", "text")  # a results.json row must match its event here
+RESULTS_BYTES = 1 << 30
+# The summaries are rewritten when this share of the queue finished since the last rewrite (every finish in a
+# queue of up to this many), or once 10x the last rewrite's time has passed: a queue of any length pays a
+# bounded number of O(queue) rewrites, and a slow one keeps results.json current.
+SUMMARY_REWRITES = 64
+SUMMARY_COST_RATIO = 10.0
 
 
 class StoreError(Exception):
     """A run directory that cannot be created or reopened: ``str(err)`` is one line."""
+
+
+class StorageError(StoreError):
+    """A write to the run directory failed (disk full, read-only, I/O error): ``str(err)`` is one line naming
+    the file and the OS error. What was saved before is kept: ``--resume`` continues once the disk is fixed."""
+
+
+def _storage_error(path: Path, err: OSError) -> StorageError:
+    return StorageError(f"{path}: cannot write: {err.strerror or err}")
 
 
 def utc_now() -> str:
@@ -69,22 +99,16 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+write_atomic = files.write_atomic  # readers see the old file or the new one, never half of one
 
 
-def read_events(path: Path) -> tuple[list[ev.Event], int]:
+def read_events(path: Path, damaged: list[int] | None = None) -> tuple[list[ev.Event], int]:
     """Events of an ``events.jsonl``; also the byte length of its complete lines.
 
     A process killed mid-write leaves a last line without its newline (or cut
-    inside the JSON): that line is ignored, and so is any line this version
-    cannot read.
+    inside the JSON): that line is ignored. A complete line that is not an
+    event this version reads (bad JSON, a field of the wrong type: a hand edit,
+    a flipped bit) is skipped, and its number added to ``damaged``.
     """
     try:
         raw = path.read_bytes()
@@ -92,20 +116,23 @@ def read_events(path: Path) -> tuple[list[ev.Event], int]:
         return [], 0
     good = raw.rfind(b"\n") + 1  # everything after the last newline is a torn write
     out: list[ev.Event] = []
-    for line in raw[:good].splitlines():
+    for number, line in enumerate(raw[:good].split(b"\n"), 1):
         if not line.strip():
             continue
         try:
             out.append(ev.event_from_json(json.loads(line)))
-        except (ValueError, KeyError, TypeError):
-            continue
+        except (ValueError, KeyError, TypeError, RecursionError):
+            if damaged is not None:
+                damaged.append(number)
     return out, good
 
 
 class RunStore:
     """Consumes events and keeps the run directory up to date. Thread-safe."""
 
-    def __init__(self, run_dir: Path, config_text: str, config_path: str, started: str) -> None:
+    def __init__(
+        self, run_dir: Path, config_text: str, config_path: str, started: str, lock: RunLock | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.config_text = config_text
         self.config_path = config_path
@@ -116,9 +143,19 @@ class RunStore:
         self.resumed: list[str] = []
         self.spec: Any = None  # engine.spec.Spec when known: fills rows of experiments not yet finished
         self.progress = RunProgress()  # what the events say: every row and z comes from here
+        self.fault: StorageError | None = None  # the first failed write; nothing is written after it
+        self.warnings: list[str] = []  # what reopening found damaged (and skipped or rebuilt)
         self._backend: dict[str, Any] | None = None  # from an earlier results.json, until a BackendReady
         self._lock = threading.RLock()
-        self._events = open(run_dir / EVENTS_FILE, "ab")
+        self._run_lock = lock
+        self._unsaved = 0  # finished experiments the summaries do not show yet
+        self._summaries_due = 0.0  # monotonic time from which a finish may rewrite them
+        self._index: tuple[Any, dict[str, Any]] = (None, {})  # (spec, its experiments by name)
+        try:
+            self._events = open(run_dir / EVENTS_FILE, "ab", buffering=0)
+        except OSError as err:
+            self.close()
+            raise _storage_error(run_dir / EVENTS_FILE, err) from None
 
     # --- creation ---------------------------------------------------------
     @classmethod
@@ -148,58 +185,101 @@ class RunStore:
                 raise StoreError(f"{run_dir}: cannot create run directory: {err.strerror}") from None
         else:
             raise StoreError(f"{runs_dir}: too many runs named {base}")
-        write_atomic(run_dir / CONFIG_FILE, config_text)
-        return cls(run_dir, config_text, str(config_path.resolve()), utc_now())
+        lock = _lock(run_dir)
+        try:
+            write_atomic(run_dir / CONFIG_FILE, config_text)
+        except OSError as err:
+            lock.release()
+            raise _storage_error(run_dir / CONFIG_FILE, err) from None
+        return cls(run_dir, config_text, str(config_path.resolve()), utc_now(), lock)
 
     @classmethod
     def open(cls, run_dir: str | Path) -> RunStore:
-        """Reopen a run to complete it: finished experiments come from ``events.jsonl``
-        (falling back to ``results.json``), whatever the files say about the rest."""
+        """Reopen a run to complete it: ``events.jsonl`` says what finished (``results.json`` only where a run
+        has no events file), whatever the files say about the rest. Locks the directory (StoreError if held)."""
         if not Path(run_dir).is_dir():
             raise StoreError(f"{run_dir}: no such run directory")
         run_dir = Path(run_dir).absolute()
+        if not (run_dir / CONFIG_FILE).exists():
+            raise StoreError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+        lock = _lock(run_dir)
         try:
-            config_text = (run_dir / CONFIG_FILE).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise StoreError(f"{run_dir}: not a run directory (no {CONFIG_FILE})") from None
-        except OSError as err:
-            raise StoreError(f"{run_dir / CONFIG_FILE}: cannot read: {err.strerror}") from None
-        previous: dict[str, Any] = {}
+            return cls._reopen(run_dir, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _reopen(cls, run_dir: Path, lock: RunLock) -> RunStore:
         try:
-            loaded = json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
-            previous = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            pass  # killed before the first write, or torn: events.jsonl has the history
+            config_text = files.read_regular(run_dir / CONFIG_FILE, CONFIG_BYTES).decode("utf-8")
+        except (OSError, files.FileRefused, UnicodeDecodeError) as err:
+            raise StoreError(f"{run_dir / CONFIG_FILE}: cannot read: {getattr(err, 'strerror', None) or err}") from None
         events_path = run_dir / EVENTS_FILE
-        history, good = read_events(events_path)
-        if events_path.exists() and events_path.stat().st_size != good:
-            with open(events_path, "r+b") as f:  # drop the torn last line so appends start clean
-                f.truncate(good)
+        if events_path.exists() and (problem := files.kind_problem(events_path.stat().st_mode)):
+            raise StoreError(f"{events_path}: {problem}")  # a FIFO would block the resume for ever
+        damaged: list[int] = []
+        try:
+            history, good = read_events(events_path, damaged)
+            for stale in files.stale_temporaries(run_dir):  # half-written by a process that died (we hold the lock)
+                stale.unlink()
+            if events_path.exists() and events_path.stat().st_size != good:
+                with open(events_path, "r+b") as f:  # drop the torn last line so appends start clean
+                    f.truncate(good)
+        except OSError as err:
+            raise _storage_error(events_path, err) from None
 
         started = next((e for e in history if isinstance(e, ev.RunStarted)), None)
+        previous = {} if started is not None else _previous_results(run_dir)  # a run without its events file
         config_path = previous.get("config") or (started.config_path if started else str(run_dir / CONFIG_FILE))
-        began = previous.get("started") or (
-            datetime.fromtimestamp(started.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if started else utc_now()
-        )
+        began = previous.get("started") or (_stamp(started.time) if started else utc_now())
         applied = [e.text for e in history if isinstance(e, ev.ConfigApplied) and e.text]
         if applied and applied[-1] != config_text:  # killed between the event and the config's rewrite
-            write_atomic(run_dir / CONFIG_FILE, applied[-1])
+            try:
+                write_atomic(run_dir / CONFIG_FILE, applied[-1])
+            except OSError as err:
+                raise _storage_error(run_dir / CONFIG_FILE, err) from None
             config_text = applied[-1]
-        store = cls(run_dir, config_text, str(config_path), str(began))
-        store.resumed = list(previous.get("resumed") or [])
-        rows = [r for r in previous.get("experiments") or [] if isinstance(r, dict)]
-        store.progress.add_finished(r for r in rows if r.get("status") in COMPLETED)
-        for name, z in _read_embeddings(run_dir / EMBEDDINGS_FILE).items():
-            if name in store.progress.experiments:
-                store.progress.experiments[name].z = z
-        for name, z in _read_embeddings(run_dir / BEST_EMBEDDINGS_FILE).items():
-            if name in store.progress.experiments:
-                store.progress.experiments[name].best_z = z
-        if isinstance(previous.get("backend"), dict):
-            store._backend = previous["backend"]
-        for event in history:  # events win over results.json: they are written first
-            store.progress.apply(event)
+        store = cls(run_dir, config_text, str(config_path), str(began), lock)
+        if damaged:
+            shown = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")
+            store.warnings.append(
+                f"{events_path}: skipped {len(damaged)} damaged line{'s' * (len(damaged) > 1)} ({shown});"
+                " what they recorded runs again"
+            )
+        if started is None:
+            store._take_previous(previous)
+        for event in history:
+            try:
+                store.progress.apply(event)
+            except (ValueError, TypeError, KeyError, AttributeError):  # a well-formed event that contradicts the rest
+                store.warnings.append(f"{events_path}: skipped a {event.kind} event that cannot apply")
+            if isinstance(event, ev.RunStarted) and event.resumed:
+                store.resumed.append(_stamp(event.time))
+        if started is not None and _disagree(_previous_results(run_dir), store.completed):
+            store.warnings.append(f"{run_dir / RESULTS_FILE}: disagrees with {EVENTS_FILE}; rebuilt from it")
         return store
+
+    def _take_previous(self, previous: dict[str, Any]) -> None:
+        """What a results.json says finished, for a run directory without events.jsonl."""
+        self.resumed = [str(t) for t in previous.get("resumed") or []]
+        zs = _read_embeddings(self.run_dir / EMBEDDINGS_FILE)
+        best_zs = _read_embeddings(self.run_dir / BEST_EMBEDDINGS_FILE)
+        for row in previous.get("experiments") or []:
+            if not isinstance(row, dict) or row.get("status") not in COMPLETED:
+                continue
+            try:
+                self.progress.add_finished([row])
+            except (ValueError, TypeError, KeyError, AttributeError):
+                self.warnings.append(f"{self.run_dir / RESULTS_FILE}: skipped a damaged row; it runs again")
+                self.progress.experiments.pop(str(row.get("name")), None)
+                continue
+            if str(row.get("name")) in zs:
+                self.progress.experiments[str(row["name"])].z = zs[str(row["name"])]
+            if str(row.get("name")) in best_zs:
+                self.progress.experiments[str(row["name"])].best_z = best_zs[str(row["name"])]
+        if isinstance(previous.get("backend"), dict):
+            self._backend = previous["backend"]
 
     # --- what resume needs --------------------------------------------------
     @property
@@ -218,48 +298,90 @@ class RunStore:
 
     # --- consuming events ---------------------------------------------------
     def record(self, event: ev.Event) -> None:
-        """Append the event to events.jsonl; rewrite the summaries when something finished."""
+        """Append the event to events.jsonl; rewrite the summaries when something finished.
+
+        A failed write sets :attr:`fault` instead of raising: the engine is not
+        to take a full disk for a failing experiment. From then on nothing more
+        is written, so the files stay a prefix of the run that ``--resume`` continues.
+        """
         line = (json.dumps(event.to_json(), separators=(",", ":")) + "\n").encode("utf-8")
         with self._lock:
-            if self._events.closed:  # an event after the run ended (a face's late note): still recorded
-                self._events = open(self.run_dir / EVENTS_FILE, "ab")
-            self._events.write(line)
-            self._events.flush()
             self.progress.apply(event)
-            rewrite = False
+            synced = isinstance(event, (ev.ExperimentFinished, ev.RunFinished))  # on disk before anyone is told
+            if not self._guarded(self.run_dir / EVENTS_FILE, self._append, line, synced):
+                return
             if isinstance(event, ev.RunStarted):
                 self.status, self.finished = "running", None
                 if event.resumed:
-                    self.resumed.append(utc_now())
-                rewrite = True
+                    self.resumed.append(_stamp(event.time))
+                self._write_summaries(embeddings=False)
             elif isinstance(event, ev.ConfigApplied):
                 self._apply_config(event.text)
             elif isinstance(event, ev.BackendFailed):
                 self.error = event.error
-                rewrite = True
+                self._write_summaries(embeddings=False)
             elif isinstance(event, ev.ExperimentStarted):
-                # Once per batch, so a killed run's results.json says what was running.
-                rewrite = not event.batch or event.name == event.batch[-1]
+                # Once per batch (when due), so a killed run's results.json says what was running.
+                if (not event.batch or event.name == event.batch[-1]) and self._summaries_due_now(finished=0):
+                    self._write_summaries(embeddings=False)
             elif isinstance(event, ev.ExperimentFinished):
-                self._events.flush()
-                os.fsync(self._events.fileno())
-                rewrite = True
+                if self._summaries_due_now(finished=1):
+                    self._write_summaries(embeddings=True)
             elif isinstance(event, ev.RunFinished):
                 self.status = event.status
                 self.finished = utc_now()
-                os.fsync(self._events.fileno())
-                rewrite = True
-            if rewrite:
-                self._write_summaries(embeddings=isinstance(event, (ev.ExperimentFinished, ev.RunFinished)))
+                self._write_summaries(embeddings=True)
+
+    def _append(self, line: bytes, sync: bool) -> None:
+        if self._events.closed:  # an event after the run ended (a face's late note): recorded while still ours
+            if not self._relock():
+                return
+            self._events = open(self.run_dir / EVENTS_FILE, "ab", buffering=0)
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._events.fileno(), view) :]
+        if sync:
+            os.fsync(self._events.fileno())
+
+    def _guarded(self, path: Path, write: Callable[..., None], *args: Any) -> bool:
+        """``write(*args)``, one write to ``path`` in the run directory; on an OSError record the fault (and
+        write nothing more). False when nothing was written."""
+        if self.fault is not None:
+            return False
+        try:
+            write(*args)
+            return True
+        except OSError as err:
+            self.fault = _storage_error(path, err)
+            self._events.close()  # unbuffered: nothing half-written waits to be flushed later
+            return False
+
+    def _relock(self) -> bool:
+        if self._run_lock is not None and self._run_lock.held:
+            return True
+        try:
+            self._run_lock = RunLock(self.run_dir)
+            return True
+        except (RunLocked, OSError):  # another process took the directory over: the note is not ours to add
+            return False
+
+    def _summaries_due_now(self, finished: int) -> bool:
+        """Whether the summaries are to be rewritten now: always in a queue of up to :data:`SUMMARY_REWRITES`
+        experiments; in a longer one once a 1/SUMMARY_REWRITES share of it finished since the last rewrite, or
+        when their time is up."""
+        self._unsaved += finished
+        share = len(self.progress.experiments) // SUMMARY_REWRITES
+        return share <= 1 or self._unsaved >= share or time.monotonic() >= self._summaries_due
 
     def _apply_config(self, text: str) -> None:
         """A live edit the engine applied becomes the run's config.toml (the first one keeps the original aside)."""
         if not text or text == self.config_text:
             return
         started = self.run_dir / STARTED_CONFIG_FILE
-        if not started.exists():
-            write_atomic(started, self.config_text)
-        write_atomic(self.run_dir / CONFIG_FILE, text)
+        if not started.exists() and not self._guarded(started, write_atomic, started, self.config_text):
+            return
+        if not self._guarded(self.run_dir / CONFIG_FILE, write_atomic, self.run_dir / CONFIG_FILE, text):
+            return
         self.config_text = text
         try:  # placeholder rows of the experiments the edit added take their settings from it
             self.spec = parse_spec(text, self.run_dir / CONFIG_FILE, base_dir=Path(self.config_path).parent)
@@ -281,16 +403,18 @@ class RunStore:
         try:
             self.status = ev.INTERRUPTED
             self.finished = utc_now()
-            self._events.flush()
             self._write_summaries(embeddings=False)
             return True
         finally:
             self._lock.release()
 
     def close(self) -> None:
+        """Close events.jsonl and let the directory go (another process may resume it now)."""
         with self._lock:
-            if not self._events.closed:
+            if hasattr(self, "_events") and not self._events.closed:
                 self._events.close()
+            if self._run_lock is not None:
+                self._run_lock.release()
 
     # --- the summaries ------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
@@ -324,7 +448,9 @@ class RunStore:
     def _experiment(self, name: str) -> Any:
         if self.spec is None:
             return None
-        return next((e for e in self.spec.experiments if e.name == name), None)
+        if self._index[0] is not self.spec:  # by name, once per spec: a row each, for queues of thousands
+            self._index = (self.spec, {e.name: e for e in self.spec.experiments})
+        return self._index[1].get(name)
 
     @property
     def backend(self) -> dict[str, Any] | None:
@@ -361,17 +487,31 @@ class RunStore:
             }
 
     def _write_summaries(self, embeddings: bool) -> None:
+        """results.json, .md, .csv (and the embeddings when asked or not yet saved); each file atomically."""
+        began = time.monotonic()
         data = self.results()
-        write_atomic(self.run_dir / RESULTS_FILE, json.dumps(data, indent=2, allow_nan=False) + "\n")
         run = report.Run(str(self.run_dir), data)
-        write_atomic(self.run_dir / MARKDOWN_FILE, report.format_markdown([run]))
-        write_atomic(self.run_dir / CSV_FILE, report.format_csv([run]))
-        zs = {name: x.z for name, x in self.progress.experiments.items() if x.z is not None}
-        if embeddings and zs:
-            _write_embeddings(self.run_dir / EMBEDDINGS_FILE, zs, FINAL_CONTENT)
+        summaries = {
+            RESULTS_FILE: lambda: json.dumps(data, indent=2, allow_nan=False) + "\n",
+            MARKDOWN_FILE: lambda: report.format_markdown([run]),
+            CSV_FILE: lambda: report.format_csv([run]),
+        }
+        for name, text in summaries.items():
+            path = self.run_dir / name
+            if not self._guarded(path, write_atomic, path, text()):
+                return
+        if embeddings or self._unsaved:
+            zs = {name: x.z for name, x in self.progress.experiments.items() if x.z is not None}
+            path = self.run_dir / EMBEDDINGS_FILE
+            if zs and not self._guarded(path, _write_embeddings, path, zs, FINAL_CONTENT):
+                return
             # a method without a separate best (the discrete ones end on their best) keeps its final z here too
             best = {name: self.progress.experiments[name].best_z or z for name, z in zs.items()}
-            _write_embeddings(self.run_dir / BEST_EMBEDDINGS_FILE, best, BEST_CONTENT)
+            path = self.run_dir / BEST_EMBEDDINGS_FILE
+            if best and not self._guarded(path, _write_embeddings, path, best, BEST_CONTENT):
+                return
+        self._unsaved = 0
+        self._summaries_due = time.monotonic() + SUMMARY_COST_RATIO * (time.monotonic() - began)
 
 
 def _write_embeddings(path: Path, zs: Mapping[str, list[float]], content: str) -> None:
@@ -391,3 +531,41 @@ def _read_embeddings(path: Path) -> dict[str, list[float]]:
         return {name: array.astype("float64").tolist() for name, array in load_file(str(path)).items()}
     except Exception:  # a torn file is rebuilt from the results that follow
         return {}
+
+
+def _lock(run_dir: Path) -> RunLock:
+    try:
+        return RunLock(run_dir)
+    except RunLocked as err:
+        raise StoreError(str(err)) from None
+    except OSError as err:
+        raise _storage_error(run_dir / LOCK_FILE, err) from None
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _previous_results(run_dir: Path) -> dict[str, Any]:
+    """An earlier results.json, or {} when there is none that reads as one."""
+    try:
+        loaded = json.loads(files.read_regular(run_dir / RESULTS_FILE, RESULTS_BYTES))
+    except (OSError, ValueError, RecursionError):  # killed before the first write, torn, or not a file
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _disagree(previous: Mapping[str, Any], completed: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether results.json claims a finished experiment, or a result, that events.jsonl does not hold.
+
+    (It may lag behind the events: a finish it does not show yet is no disagreement.)
+    """
+    rows = previous.get("experiments")
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict) or row.get("status") not in COMPLETED:
+            continue
+        name = row.get("name")
+        mine = completed.get(name) if isinstance(name, str) else None
+        if mine is None or any(_finite(mine.get(key)) != row.get(key) for key in COMPARED):
+            return True
+    return False

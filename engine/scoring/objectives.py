@@ -45,13 +45,19 @@ class TokenScorer(Protocol):
 
 
 def cosine_sims(preds: Tensor, targets: Tensor) -> Tensor:
-    """[B, T] cosine similarity of each prediction with its target (the metric reported everywhere)."""
-    return torch.nn.functional.cosine_similarity(preds, targets.unsqueeze(0), dim=-1)
+    """[B, T] cosine similarity of each prediction with its target (the metric reported everywhere).
+
+    The targets are expanded to the predictions' shape first: broadcast inside
+    cosine_similarity, a batch of one row built another autograd graph than a
+    batch of many, and its gradient, summed with another term's, rounded
+    differently (a row alone ended elsewhere than in a batch).
+    """
+    return torch.nn.functional.cosine_similarity(preds, targets.unsqueeze(0).expand_as(preds), dim=-1)
 
 
 def mse(preds: Tensor, targets: Tensor) -> Tensor:
     """[B, T] mean squared error per target, averaged over dimensions."""
-    return (preds - targets.unsqueeze(0)).pow(2).mean(dim=-1)
+    return (preds - targets.unsqueeze(0).expand_as(preds)).pow(2).mean(dim=-1)
 
 
 @dataclass(frozen=True)

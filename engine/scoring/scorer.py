@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from engine.scoring.objectives import Weights, cosine_sims, objective_loss, rowwise
+from engine.scoring.objectives import ROWS_PER_CALL, Weights, cosine_sims, objective_loss, rowwise
 from engine.scoring.problem import Problem, predict
 
 MAX_DECODE_LEN = 64
@@ -97,9 +97,8 @@ class Scorer:
             return mean, self.loss(preds, weights, sims=sims, texts=texts)
 
     def encode(self, texts: Sequence[str]) -> Tensor:
-        """[N, D] float32 embeddings, one encoder call."""
-        with torch.inference_mode():
-            return self.space.encode(list(texts)).float()
+        """[N, D] float32 embeddings, each the same whatever else is encoded with it (:func:`encode_rowwise`)."""
+        return encode_rowwise(self.space, texts)
 
     def decode(self, vectors: Tensor, beam_size: int) -> list[str]:
         return decode_unique(self.space, vectors, beam_size)
@@ -126,6 +125,35 @@ def round_trip(space: Any, sentences: Sequence[str]) -> tuple[int, float]:
         sims = torch.nn.functional.cosine_similarity(vectors, again, dim=-1)
     exact = sum(t.strip() == s.strip() for t, s in zip(texts, sentences))
     return exact, float(sims.mean())
+
+
+def encode_rowwise(space: Any, texts: Sequence[str], rows: int = ROWS_PER_CALL) -> Tensor:
+    """[N, D] float32 embeddings of ``texts``, every encoder call ``rows`` texts of one token length.
+
+    The encoder pads a call to its longest text, and padding (like the call's
+    row count) moves the last bits of every row: a text's embedding would
+    depend on what it was encoded with, and a method's path on what shares its
+    batch (the cycle term's E(D(z)) did). Grouped by length and sent
+    ``rows`` at a time (the last call filled with copies), no text is padded
+    and every call has the shape of the text's own length: the
+    :func:`engine.scoring.objectives.rowwise` invariant, for the encoder.
+    """
+    texts = list(texts)
+    if not texts:
+        return torch.empty(0, space.dim, device=space.device)
+    by_length: dict[int, list[int]] = {}
+    for i, text in enumerate(texts):
+        by_length.setdefault(len(space.source_ids(text)), []).append(i)
+    out: list[Tensor | None] = [None] * len(texts)
+    with torch.inference_mode():
+        for group in by_length.values():
+            for start in range(0, len(group), rows):
+                part = group[start : start + rows]
+                call = [texts[i] for i in part] + [texts[part[0]]] * (rows - len(part))
+                vectors = space.encode(call).float()
+                for j, i in enumerate(part):
+                    out[i] = vectors[j]
+        return torch.stack(out)  # type: ignore[arg-type]
 
 
 def decode_unique(space: Any, vectors: Tensor, beam_size: int) -> list[str]:

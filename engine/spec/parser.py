@@ -23,6 +23,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from engine import files
 from engine.banks.source import BANK_CORPUS, bank_source_problem, resolve_bank_path
 from engine.methods import METHODS, methods_with, option_field, option_keys
 from engine.methods.method import Invalid
@@ -30,6 +31,7 @@ from engine.models.fluency import lm_dir_problem
 from engine.models.predictor_dir import HUB_ID_FORM, parse_hub_id, predictor_dir_problem
 from engine.results import RANKINGS
 from engine.scoring.terms import SOLO_TERMS, TERMS, TEXT_TERMS
+from engine.spec import limits
 from engine.spec.config import Backend, Executor, Experiment, Objective, Spec, Story
 from engine.spec.where import At, LineFinder, SpecError, choices, describe, key_label, suggest
 
@@ -41,8 +43,14 @@ NO_FLUENCY = "none"
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
 NORMS = ("reference", "none")  # or a positive number
-# Upper bounds: past these a typo (an extra zero, a pasted id) would run for days or fill memory.
-MAXIMA = {"steps": 1_000_000, "decode_every": 1_000_000, "beam_size": 64, "seed": 2**63 - 1, "repeat": 1000}
+# Upper bounds (engine.spec.limits): past these a typo (an extra zero, a pasted id) would run for days or fill memory.
+MAXIMA = {
+    "steps": limits.STEPS,
+    "decode_every": limits.DECODE_EVERY,
+    "beam_size": limits.BEAM_SIZE,
+    "seed": limits.SEED,
+    "repeat": limits.REPEAT,
+}
 BOM = "\ufeff"  # editors on Windows start UTF-8 files with it; TOML itself does not allow it
 EXECUTORS = ("inline", "ray")
 
@@ -87,29 +95,44 @@ def load_spec(path: str | Path, *, base_dir: str | Path | None = None) -> Spec:
     ``base_dir`` is where relative predictor paths resolve (default: the
     file's folder); a resumed run passes the original config's folder.
     """
+    return parse_spec(read_config(path), path, base_dir=base_dir)
+
+
+def read_config(path: str | Path) -> str:
+    """The text of a config file; raises :class:`SpecError` (no such file, not a regular file, too large, not UTF-8)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = files.read_regular(path, limits.CONFIG_BYTES)
     except FileNotFoundError:
         raise SpecError(path, "", "no such file") from None
+    except files.FileRefused as err:
+        raise SpecError(path, "", str(err)) from None
     except OSError as err:
         raise SpecError(path, "", f"cannot read: {err.strerror or err}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise SpecError(path, "", f"not UTF-8 text (byte 0x{raw[err.start]:02x})", line) from None
-    return parse_spec(text, path, base_dir=base_dir)
 
 
 def parse_spec(text: str, path: str | Path = "experiments.toml", *, base_dir: str | Path | None = None) -> Spec:
     """Validate TOML text (used by live reload too); raises :class:`SpecError`."""
     path = Path(path)
     text = text.removeprefix(BOM)
+    if len(text) > limits.CONFIG_BYTES:
+        raise SpecError(
+            path, "", f"{len(text):,} characters, more than the {files.size_text(limits.CONFIG_BYTES)} allowed"
+        )
+    depth, line = limits.nesting(text)
+    if depth > limits.NESTING:
+        raise SpecError(path, "", f"arrays or tables nested {depth} deep (at most {limits.NESTING})", line)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise _syntax_error(path, text, err) from None
+    except RecursionError:  # the scan above should have caught it: still one line, never a traceback
+        raise SpecError(path, "", f"arrays or tables nested too deep (at most {limits.NESTING})") from None
     folder = Path(base_dir) if base_dir is not None else path.parent
     return _Parser(path, text, folder).spec(data)
 
@@ -158,6 +181,8 @@ class _Parser:
             raise self.fail(at, f"must be a string, got {describe(value)}")
         if not value.strip():
             raise self.fail(at, "must be non-empty text")
+        if len(value) > limits.TEXT_CHARS:
+            raise self.fail(at, f"{len(value):,} characters, more than the {limits.TEXT_CHARS:,} allowed")
         return value
 
     def choice(self, value: Any, at: At, options: tuple[str, ...]) -> str:
@@ -165,13 +190,15 @@ class _Parser:
             raise self.fail(at, f"must be one of {choices(options)}; got {describe(value)}")
         return value
 
-    def number(self, value: Any, at: At, *, minimum: float, strict: bool) -> float:
+    def number(self, value: Any, at: At, *, minimum: float, strict: bool, maximum: float | None = None) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(at, f"must be a number, got {describe(value)}")
         if not math.isfinite(value):
             raise self.fail(at, f"must be a finite number, got {describe(value)}")
         if value < minimum or (strict and value == minimum):
             raise self.fail(at, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.fail(at, f"must be <= {maximum:g}, got {value!r}")
         return float(value)
 
     def integer(self, value: Any, at: At, *, minimum: int, maximum: int | None = None) -> int:
@@ -188,6 +215,8 @@ class _Parser:
             raise self.fail(at, f"must be an array of strings, got {describe(value)}")
         if len(value) < min_len:
             raise self.fail(at, f"needs at least {min_len} sentences, got {len(value)}")
+        if len(value) > limits.SENTENCES:
+            raise self.fail(at, f"{len(value):,} sentences, more than the {limits.SENTENCES} allowed")
         return tuple(self.text_value(item, at.item(i)) for i, item in enumerate(value))
 
     # --- sections ------------------------------------------------------------------------------------------
@@ -212,14 +241,27 @@ class _Parser:
         address = raw.get("address", "")
         if not isinstance(address, str):
             raise self.fail(at.key("address"), f'must be a string ("", "auto" or "host:port"), got {describe(address)}')
+        workers = self.integer(raw.get("workers", 0), at.key("workers"), minimum=0, maximum=limits.CLUSTER_WORKERS)
+        if not address.strip() and workers > limits.local_workers():
+            raise self.fail(
+                at.key("workers"),
+                f"{workers} workers on a private cluster of this machine's {limits.local_workers()} CPU cores:"
+                " at most one per core (each loads the models); join a larger cluster with address",
+            )
         return Executor(
             kind=self.choice(raw.get("kind", "inline"), at.key("kind"), EXECUTORS),
             address=address.strip(),
-            workers=self.integer(raw.get("workers", 0), at.key("workers"), minimum=0),
+            workers=workers,
             gpus_per_worker=self.number(
-                raw.get("gpus_per_worker", 1.0), at.key("gpus_per_worker"), minimum=0, strict=True
+                raw.get("gpus_per_worker", 1.0),
+                at.key("gpus_per_worker"),
+                minimum=0,
+                strict=True,
+                maximum=limits.GPUS_PER_WORKER,
             ),
-            max_attempts=self.integer(raw.get("max_attempts", 3), at.key("max_attempts"), minimum=1),
+            max_attempts=self.integer(
+                raw.get("max_attempts", 3), at.key("max_attempts"), minimum=1, maximum=limits.MAX_ATTEMPTS
+            ),
         )
 
     def backend(self, raw: dict[str, Any], at: At) -> Backend:
@@ -279,6 +321,8 @@ class _Parser:
         if raw is None or raw == {}:
             raise self.fail(At(""), "no stories: add a [stories.NAME] table with its sentences")
         stories = self.table(raw, at, "[stories.NAME]")
+        if len(stories) > limits.STORIES:
+            raise self.fail(at, f"{len(stories):,} stories, more than the {limits.STORIES:,} allowed")
         return {name: self.story(name, value, at.key(name)) for name, value in stories.items()}
 
     def story(self, name: str, value: Any, at: At) -> Story:
@@ -300,6 +344,9 @@ class _Parser:
         else:
             targets = (optimize + 1,)
         context = self.text_list(raw.get("context", []), at.key("context"), min_len=0)
+        if len(sentences) + len(context) > limits.SENTENCES:
+            total = len(sentences) + len(context)
+            raise self.fail(at, f"{total:,} sentences with the context, more than the {limits.SENTENCES} allowed")
         return Story(name, sentences, optimize, targets, context)
 
     def index(self, value: Any, at: At, last: int) -> int:
@@ -429,6 +476,8 @@ class _Parser:
             raise self.fail(At(""), "no experiments: add at least one [[experiments]] table")
         if not isinstance(raw, list):
             raise self.fail(at, f"must be an array of tables, written [[experiments]]; got {describe(raw)}")
+        if len(raw) > limits.EXPERIMENTS:
+            raise self.fail(at, f"{len(raw):,} experiments, more than the {limits.EXPERIMENTS:,} a queue may hold")
         seen: dict[str, str] = {}
         experiments = []
         for i, value in enumerate(raw):
@@ -448,7 +497,7 @@ class _Parser:
         if "name" not in raw:
             raise self.fail(at, "missing required key 'name'")
         name = self.text_value(raw["name"], at.key("name"))
-        if name != name.strip() or re.search(r"[/\\\x00-\x1f\x7f]", name):
+        if name != name.strip() or re.search(r"[/\\\x00-\x1f\x7f-\x9f\u2028\u2029]", name):
             raise self.fail(
                 at.key("name"), f"must have no surrounding spaces, slashes or control characters; got {describe(name)}"
             )

@@ -299,6 +299,8 @@ def test_headless_run_writes_the_run_directory(reference: tuple[subprocess.Compl
         "Oracle",
         "Round-trip",
         "Text Sim",
+        "Text NLL",
+        "Oracle NLL",
         "Story",
         "Text",
         "Decoded z",

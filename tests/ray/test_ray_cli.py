@@ -115,6 +115,8 @@ def test_sigterm_exits_130_leaves_no_ray_process_and_the_run_resumes(tmp_path, t
     assert sorted(r["status"] for r in saved["experiments"]) == ["interrupted", "interrupted"]
     assert (run / "ray.log").is_file()
     assert "worker_started" in (run / "events.jsonl").read_text(encoding="utf-8")
+    logs = run / "ray-logs"  # Ray makes its session folders 0777; the run directory's copy has the umask's modes
+    assert logs.is_dir() and [p for p in [logs, *logs.rglob("*")] if p.lstat().st_mode & 0o002] == []
 
     # --resume, inline this time, with fewer steps in the copy of the config: every experiment ends done.
     copied = run / "config.toml"

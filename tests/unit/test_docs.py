@@ -76,3 +76,30 @@ def test_the_python_example_runs_as_written(tmp_path: Path) -> None:
     assert all(len(line.split()) >= 4 for line in lines[:2])  # name, final_sim, text_sim, text
     assert lines[2].startswith("['") and lines[3].startswith("[")
     assert -1.0 <= float(lines[3].strip("[]")) <= 1.0
+
+
+def test_every_bound_is_stated_in_the_limits_table() -> None:
+    """Each maximum --check enforces is in docs/configuration.md's Limits table, with its number."""
+    from engine.methods import option_field
+    from engine.spec import limits
+
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    table = text[text.index("## Limits") : text.index("## Errors")]
+    bounds = {
+        "experiments": limits.EXPERIMENTS,
+        "stories": limits.STORIES,
+        "sentences of a story": limits.SENTENCES,
+        "one text": limits.TEXT_CHARS,
+        "nesting": limits.NESTING,
+        "`beam_size`": limits.BEAM_SIZE,
+        "`steps`": limits.STEPS,
+        "`[executor] workers`": limits.CLUSTER_WORKERS,
+        "`max_attempts`": limits.MAX_ATTEMPTS,
+    }
+    for key in ("search_width", "topk", "n_replace", "buffer_size", "top_k"):
+        bounds[f"`{key}`"] = int(option_field(key).metadata["maximum"])
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    for what, bound in bounds.items():
+        row = next((line for head, line in rows.items() if head.startswith(what)), None)
+        assert row is not None, f"no Limits row for {what}"
+        assert f"{bound:,}" in row, f"Limits row for {what} does not state {bound:,}"

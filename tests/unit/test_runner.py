@@ -12,6 +12,7 @@ from engine.mini.corpus import LILY_STORY
 from engine.run.backend import load_models
 from engine.run.runner import RunResult, run_queue
 from engine.run.steering import Steering
+from engine.rundir.fold import RunProgress
 from engine.spec import Experiment, Spec, Story
 
 # Every results field the engine fills ("best" compares rows: the store marks it), plus z and best_z.
@@ -123,7 +124,12 @@ def test_a_queue_runs_in_batches_per_story(tiny_backend, models):
     assert isinstance(rec.events[0], ev.QueueChanged) and rec.events[0].statuses == ("pending",) * 3
     assert not rec.of(ev.RunFinished)  # the session announces the end, with the run directory
     assert len(rec.of(ev.BackendReady)) == 1 and rec.of(ev.BackendReady)[0].reference_norm > 0
-    assert rec.of(ev.QueueChanged)[-1].statuses == ("done",) * 3
+    assert len(rec.of(ev.QueueChanged)) == 1  # the order, once; each start and finish is its own small event
+    assert [e.names for e in rec.of(ev.BatchStarted)] == [("a", "c"), ("b",)]
+    progress = RunProgress()
+    for event in rec.events:
+        progress.apply(event)
+    assert [x.status for x in progress.experiments.values()] == ["done"] * 3
     assert [e.to_json()["type"] for e in rec.of(ev.ExperimentFinished)] == ["experiment_finished"] * 3
 
 

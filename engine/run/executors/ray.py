@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import events as ev
+from engine import files
 from engine.results import result_row
 from engine.run.backend import BackendError
 from engine.run.queue import Queue
@@ -272,7 +273,13 @@ def stop_cluster(temp_dir: str | None, log_dir: Path | None) -> None:
         return
     logs = Path(temp_dir) / "ray" / "session_latest" / "logs"
     if log_dir is not None and logs.is_dir():
-        shutil.copytree(logs, log_dir / LOGS_DIR, dirs_exist_ok=True, ignore=shutil.ignore_patterns("old", "events"))
+        try:
+            shutil.copytree(
+                logs, log_dir / LOGS_DIR, dirs_exist_ok=True, ignore=shutil.ignore_patterns("old", "events")
+            )
+            files.apply_umask(log_dir / LOGS_DIR)  # Ray makes its folders world-writable; copies keep modes
+        except OSError:
+            pass  # the logs are a courtesy: a full disk must not turn a finished run into a failed one
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
