@@ -38,7 +38,8 @@ class FluencyError(Exception):
 
 
 WORD = re.compile(r"[A-Za-z]+")
-BATCH = 64  # texts per forward pass
+BATCH = 64  # new texts scored per pass of nll (each pass grouped by token length, ROWS a call)
+ROWS = 8  # texts per model call: every call has this shape, whatever shares it
 
 
 def lm_dir_problem(directory: Path) -> str | None:
@@ -103,22 +104,36 @@ class FluencyModel:
         return [sum(t) / max(1, len(t)) for t in self.token_nll(texts)]
 
     def token_nll(self, texts: Sequence[str]) -> list[list[float]]:
-        """Each text's NLL of each of its tokens and of its end, in one pass (what ``nll`` averages)."""
-        import torch
+        """Each text's NLL of each of its tokens and of its end (what ``nll`` averages).
 
-        if not texts:
-            return []
+        Texts go through the model grouped by token length, ``ROWS`` a call
+        (the last call filled with copies): no text is padded and every call
+        has the shape of the text's own length, so a text's NLL is the same
+        whatever else is scored with it, and a row's search does not depend
+        on what shares its batch (as ``engine.scoring.scorer.encode_rowwise``
+        does for the encoder).
+        """
+        import torch
 
         bos, eos = self._ends()
         rows = [([bos] if bos is not None else []) + self.tokens(t) + ([eos] if eos is not None else []) for t in texts]
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        by_length: dict[int, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_length.setdefault(len(row), []).append(i)
+        out: list[list[float]] = [[] for _ in rows]
         with torch.inference_mode():
-            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        return [(-logp[i, : len(r) - 1]).tolist() for i, r in enumerate(rows)]
+            for length, group in by_length.items():
+                if length < 2:
+                    continue  # nothing to predict
+                for start in range(0, len(group), ROWS):
+                    part = group[start : start + ROWS]
+                    call = [rows[i] for i in part] + [rows[part[0]]] * (ROWS - len(part))
+                    ids = torch.tensor(call, device=self.device)
+                    logits = self.model(input_ids=ids).logits.float()
+                    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+                    for j, i in enumerate(part):
+                        out[i] = (-logp[j]).tolist()
+        return out
 
     def repetition(self, texts: Sequence[str]) -> list[float]:
         return [repetition_penalty(self.tokens(t)) for t in texts]
