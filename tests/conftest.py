@@ -10,6 +10,7 @@ registers them as a fairseq2 extension.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("EMBOPT_THREADS", "1")
 
 
+_BUILT = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if "EMBOPT_TINY_DIR" in os.environ:  # already built (xdist worker, nested run)
         return
@@ -36,6 +40,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     os.environ["EMBOPT_TINY_DIR"] = str(tiny_dir)
     os.environ["FAIRSEQ2_USER_ASSET_DIR"] = str(tiny_dir)
+    config.stash[_BUILT] = tiny_dir
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    built = config.stash.get(_BUILT, None)
+    if built is not None:  # only the session that built it removes it (every run left one in /tmp)
+        shutil.rmtree(built, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
