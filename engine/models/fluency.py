@@ -89,6 +89,10 @@ class FluencyModel:
         bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         return bos, tok.eos_token_id
 
+    def forget(self) -> None:
+        """Drop the NLLs computed so far: what a new process (a ``--resume``) starts from."""
+        self._nll.clear()
+
     def nll(self, texts: Sequence[str], fresh: bool = False) -> list[float]:
         """Mean NLL per token of each text (its tokens and the end of text), batched; each computed once
         (``fresh``: computed again, in a pass of these texts alone)."""

@@ -2,7 +2,8 @@
 
 This is what makes ``--resume`` (which runs what was left, in new batches) equal an uninterrupted run. The
 experiment under test runs alone, then among companions of other init texts (other token lengths, so a batched
-encoder call would pad it) and settings; every field of its result must be the same, bit for bit.
+encoder or fluency-model call would pad it) and settings; every field of its result must be the same, bit for bit
+(text_nll and a fluent_swap front included).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from engine.banks.bank import load_bank
 from engine.banks.source import BANK_CORPUS
 from engine.methods.bank_search import BankSearchOptions
 from engine.methods.bank_swap import BankSwapOptions
+from engine.methods.fluent_swap import FluentSwapOptions
 from engine.methods.gradient import GradientOptions
 from engine.methods.token_swap import TokenSwapOptions
 from engine.mini.corpus import LILY_STORY
@@ -60,6 +62,23 @@ CASES = {
         decode_every=2,
         options=TokenSwapOptions(search_width=12, topk=8),
     ),
+    "token_swap, cosine + fluency + repetition": Experiment(
+        "x",
+        "I like cheese.",
+        method="token_swap",
+        steps=3,
+        decode_every=2,
+        objective=Objective((("cosine", 1.0), ("fluency", 0.1), ("repetition", 0.5))),
+        options=TokenSwapOptions(search_width=12, topk=8),
+    ),
+    "fluent_swap": Experiment(
+        "x",
+        "I like cheese.",
+        method="fluent_swap",
+        steps=4,
+        decode_every=2,
+        options=FluentSwapOptions(population=3, search_width=6, topk=8, restart_every=2),
+    ),
     "bank_search": Experiment(
         "x", "I like cheese.", method="bank_search", bank=BANK_CORPUS, options=BankSearchOptions(top_k=5)
     ),
@@ -83,6 +102,7 @@ def companions(experiment: Experiment, inits: tuple[str, ...]) -> list[Experimen
 
 
 def result_of(models, corpus, batch: list[Experiment]) -> dict:
+    models.fluency.forget()  # as a resumed run in a new process: no NLL computed with other companions before
     rows = optimize_batch(
         batch,
         LILY,
@@ -92,6 +112,7 @@ def result_of(models, corpus, batch: list[Experiment]) -> dict:
         on_finished=lambda row: None,
         corpus_norms=models.corpus_norms,
         bank=corpus if batch[0].bank else None,
+        fluency=models.fluency,
     )
     (row,) = [r for r in rows if r["name"] == "x"]
     assert row["status"] == "done", row["error"]
