@@ -15,7 +15,6 @@ alone, so a row finds the same text whatever shares its batch.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,8 +28,8 @@ if TYPE_CHECKING:
 
 INIT_FROM_BANK = "bank"  # init = "bank": start from the bank's best sentence for the story
 TOP_SHOWN = 10  # sentences reported in a row's top list
-_LANG_TOKEN = re.compile(r"^__\w+__$")
-_allowed: dict[int, Tensor] = {}  # id(space) -> [V] bool: tokens a candidate may use
+# (id of the tokenizer, table rows, device) -> (that tokenizer, kept so its id stays its own; [V] bool mask)
+_allowed: dict[tuple[int, int, str], tuple[Any, Tensor]] = {}
 
 
 @dataclass(frozen=True)
@@ -55,21 +54,14 @@ def check(experiment: Any) -> None:
 
 
 def allowed_tokens(space: Any) -> Tensor:
-    """Ordinary text pieces: not pad/unk/bos/eos, not a language token, and something to show."""
-    import torch
+    """[V] bool over the encoder's embedding table: the tokens a candidate may use (built once per tokenizer)."""
+    from engine.models.vocab import candidate_mask
 
-    key = id(space)
+    tokenizer, rows = space.tokenizer, int(space.token_table.shape[0])
+    key = (id(tokenizer), rows, str(space.device))
     if key not in _allowed:
-        info = space.tokenizer.vocab_info
-        special = {info.pad_idx, info.unk_idx, info.bos_idx, info.eos_idx}
-        mask = torch.zeros(info.size, dtype=torch.bool)
-        for i in range(info.size):
-            if i in special:
-                continue
-            text = space.text_of(torch.tensor([i]))
-            mask[i] = bool(text.strip()) and not _LANG_TOKEN.match(text.strip())
-        _allowed[key] = mask.to(space.device)
-    return _allowed[key]
+        _allowed[key] = (tokenizer, candidate_mask(tokenizer, rows).to(space.device))
+    return _allowed[key][1]
 
 
 @dataclass

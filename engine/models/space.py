@@ -52,6 +52,9 @@ class EmbeddingSpace:
     dtype: torch.dtype
 
     def __post_init__(self) -> None:
+        from engine.models.vocab import check_width
+
+        check_width(self.tokenizer, int(self.token_table.shape[0]))
         self.decoder_pipeline.model.requires_grad_(False)
         self.encoder_pipeline.model.requires_grad_(False)
         self._target_encoder = self.tokenizer.create_encoder(lang=LANG, mode="target")
