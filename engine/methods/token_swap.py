@@ -181,7 +181,7 @@ def run(batch: Batch) -> None:
                 searches[i].scores[text] = (loss_value, sim)
                 searches[i].buffer.append((loss_value, token_ids[text]))
         rate = batch.rate(k, loop_start)
-        ending = []
+        showing = []
         for i in active:
             search, options = searches[i], experiments[i].options
             search.buffer = sorted(search.buffer)[: options.buffer_size]
@@ -189,11 +189,14 @@ def run(batch: Batch) -> None:
             rows[i].trajectory.append(sim)
             rows[i].search_trace.append([len(search.scores) + rows[i].bank_scored, sim])
             batch.emit(Step(experiments[i].name, k, rows[i].steps, sim, (sim,), loss_value, 0.0, rate))
-            exact = None
             if options.stop_on_exact or k % experiments[i].decode_every == 0 or k >= rows[i].steps:
-                exact = _show(batch, i, search, k)
+                showing.append(i)
+        exact = dict(zip(showing, _show(batch, showing, searches, k)))
+        ending = []
+        for i in active:
+            search, sim = searches[i], rows[i].trajectory[-1]
             exhausted = not search.buffer
-            if k >= rows[i].steps or exhausted or stop_early(options, sim, exact):
+            if k >= rows[i].steps or exhausted or stop_early(experiments[i].options, sim, exact.get(i)):
                 ending.append(i)
         _end(batch, ending, searches, DONE)
         active = [i for i in active if rows[i].status == RUNNING]
@@ -216,11 +219,17 @@ def _start_texts(batch: Batch) -> list[str]:
     return texts
 
 
-def _show(batch: Batch, i: int, search: Search, k: int) -> list[bool]:
+def _show(batch: Batch, which: list[int], searches: list[Search], k: int) -> list[list[bool]]:
+    """Show rows ``which``'s best sentences (each encoded on its own, as they were scored)."""
+    import torch
+
     from engine.methods.batch import show_best
 
-    text = search.best_text()
-    return show_best(batch, i, text, batch.scorer.encode([text])[0], search.scores[text][1], k)
+    if not which:
+        return []
+    texts = [searches[i].best_text() for i in which]
+    vectors = torch.cat([batch.scorer.encode([text]) for text in texts])
+    return show_best(batch, which, texts, vectors, [searches[i].scores[t][1] for i, t in zip(which, texts)], k)
 
 
 def _end(batch: Batch, which: list[int], searches: list[Search], status: str) -> None:
