@@ -136,6 +136,8 @@ def log_line(event: ev.Event) -> tuple[str, str | None] | None:
     if isinstance(event, ev.BankLoading) and event.done >= event.total:
         how = "read from the cache" if event.cached else "encoded and cached"
         return f"bank {event.bank}: {event.total:,} sentences, {how}", None
+    if isinstance(event, ev.BatchLimit):
+        return event.reason, None
     if isinstance(event, ev.ExperimentStarted) and (not event.batch or event.name == event.batch[0]):
         return f"running {', '.join(event.batch or (event.name,))}", None
     if isinstance(event, ev.ExperimentFinished):

@@ -95,6 +95,15 @@ class BankLoading(Event):
 
 
 @dataclass(frozen=True)
+class BatchLimit(Event):
+    """How many experiments a batch of this kind may hold on this device, and why (engine.run.sizing)."""
+
+    kind: ClassVar[str] = "batch_limit"
+    rows: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class QueueChanged(Event):
     """The whole queue after a change (start, live reload, status change)."""
 
@@ -228,6 +237,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BackendReady,
         BackendFailed,
         BankLoading,
+        BatchLimit,
         QueueChanged,
         ConfigRejected,
         ConfigApplied,
