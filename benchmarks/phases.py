@@ -232,18 +232,34 @@ def _status_kb(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def matmul_rate(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
-    """This machine's rate for a large square matrix product in ``dtype`` (FLOP/s), measured now."""
-    n = 4096 if device.type == "cuda" else 2048
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    run = 0
-    a @ b  # first-call set-up, timed by nothing
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        run += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    return 2 * n**3 * run / (time.perf_counter() - start)
+class MatmulRate:
+    """This machine's rate for a large square matrix product in one dtype (FLOP/s): the best of every sample.
+
+    Sampled between the measurements of a run: on a machine shared with other work a single sample
+    can land in a busy second, and a share of an underestimated rate would read too high.
+    """
+
+    def __init__(self, device: torch.device, dtype: torch.dtype):
+        self.device, self.dtype = device, dtype
+        n = 4096 if device.type == "cuda" else 2048
+        self._a, self._b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+        self._a @ self._b  # first-call set-up, timed by nothing
+        self.samples: list[float] = []
+
+    @property
+    def best(self) -> float:
+        return max(self.samples)
+
+    def sample(self, seconds: float = 0.5) -> float:
+        n = self._a.shape[0]
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self._a @ self._b
+            runs += 1
+            if cuda:
+                torch.cuda.synchronize(self.device)
+        self.samples.append(2 * n**3 * runs / (time.perf_counter() - start))
+        return self.samples[-1]
