@@ -14,6 +14,8 @@ Benchmarks only: the engine runs exactly as it does without them.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -201,7 +203,11 @@ class FlopCounter(TorchDispatchMode):
 
 
 class PeakMemory:
-    """The peak memory since :meth:`reset`: RSS on CPU (VmHWM, reset through /proc/self/clear_refs), else CUDA's."""
+    """The peak memory since :meth:`reset`: RSS on CPU (VmHWM, reset through /proc/self/clear_refs), else CUDA's.
+
+    On CPU a reset first hands the C allocator's free memory back to the system (``malloc_trim``), so the RSS
+    it starts from is what is in use, not what earlier work freed and the allocator kept.
+    """
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -211,6 +217,8 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
+            gc.collect()
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
             Path("/proc/self/clear_refs").write_text("5")
 
     def peak(self) -> int:

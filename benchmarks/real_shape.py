@@ -124,7 +124,7 @@ def cases(quick: bool) -> list[Case]:
     return [
         Case("gradient cosine"),
         Case("gradient decoder_ce", objective=(("decoder_ce", 1.0),)),
-        Case("snapping", options={"snap_every": 1}, rows=few),
+        Case("snapping", options={"snap_every": 2}, rows=few),
         Case("nearest", options={"nearest": True}, rows=few, bank=True),
         Case("cycle", objective=(("cosine", 1.0), ("cycle", 0.1)), rows=few),
         Case("bank_search", method="bank_search", rows=few, bank=True),
@@ -148,7 +148,6 @@ class Bench:
     matmul: Any  # benchmarks.phases.MatmulRate in this dtype, sampled before each case
     shapes: Any  # engine.run.sizing.Shapes of these models
     tokens: Any  # engine.run.sizing.StoryTokens of the story
-    resident: int  # the memory in use once the models were built (RSS on CPU, allocated on CUDA)
 
 
 def _experiment(base: Any, case: Case, steps: int, decode_every: int) -> Any:
@@ -176,6 +175,7 @@ def run_case(bench: Bench, case: Case, steps: int, decode_every: int, decoding: 
     bench.matmul.sample()
     bench.clock.reset()
     bench.memory.reset()
+    resident = bench.memory.now()
     start = time.perf_counter()
     results = optimize_batch(
         experiments,
@@ -200,7 +200,7 @@ def run_case(bench: Bench, case: Case, steps: int, decode_every: int, decoding: 
         "seconds": wall,
         "peak_bytes": bench.memory.peak(),
         "weights_bytes": bench.shapes.weights_bytes,
-        "resident_bytes": bench.resident,
+        "resident_bytes": resident,  # in use when the case started: the weights, the bank, the process
         "row_bytes": per_row,  # engine.run.sizing's estimate of what a row adds at its peak
         "phases": phases,
         "failed": failed,
@@ -400,6 +400,8 @@ def summary(
             encoding = entry["bank_encoding"]
             encoding["share"] = _share({"b": encoding}, ["b"], rate)
             print(f"  bank encoding: {encoding['seconds']:.1f}s, {_pct(encoding['share'])} of the matmul rate")
+        if not entry["cases"]:
+            continue
         print(table_head())
         for row in entry["cases"]:
             print(table_line(add_shares(row, rate)))
@@ -417,12 +419,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", help="case names to run (default: all)")
     parser.add_argument("--steps", type=int, help="steps per experiment (default 2; 4 without --quick)")
     parser.add_argument("--decode-every", type=int, default=2)
-    parser.add_argument("--bank", type=int, help="bank sentences (default 256 with --quick, 2,000 otherwise)")
+    parser.add_argument("--bank", type=int, help="bank sentences (default 128 with --quick, 2,000 otherwise)")
     parser.add_argument("--legacy-decode", action="store_true", help="decode as before: a 64-token cap, every row")
     parser.add_argument(
         "--compare-decode", action="store_true", help="only the gradient cosine case, old decoding and new"
     )
     parser.add_argument("--compare-bank", action="store_true", help="encode the bank with the old batching and new")
+    parser.add_argument("--sweep-only", action="store_true", help="only the predictors alone (no SONAR models built)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--json", type=Path, help="where to write every figure (default: a temporary file)")
     args = parser.parse_args(argv)
@@ -447,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu") if args.tiny else resolve_device(args.device)
     quick = args.quick or args.tiny
     steps = args.steps or (2 if quick else 4)
-    bank_size = args.bank or (32 if args.tiny else 256 if quick else 2000)
+    bank_size = args.bank or (32 if args.tiny else 128 if quick else 2000)
     names = args.predictors or (["900m"] if quick else list(PREDICTORS))
     chosen = [c for c in cases(quick) if not args.cases or c.name in args.cases]
     if args.compare_decode:
@@ -491,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         report["sweep"] += [dict(s, dtype=dtype_name) for s in sweep]
         dtype_entries = []
         memory = PeakMemory(device)
-        for shape in names:
+        for shape in [] if args.sweep_only else names:
             memory.reset()
             before = memory.now()
             start = time.perf_counter()
@@ -533,7 +536,6 @@ def main(argv: list[str] | None = None) -> int:
                     matmul,
                     shapes,
                     StoryTokens.of(story, inner, shapes.begin),
-                    memory.now(),
                 )
                 runs: list[tuple[str, Any]] = [("legacy" if args.legacy_decode else "new", DECODING)]
                 if args.legacy_decode:

@@ -83,9 +83,10 @@ def write_tiny_predictor(
 def widen_tokenizer(base: Path, out: Path, size: int = SONAR_VOCAB) -> Path:
     """Sentencepiece model ``base`` grown to ``size`` ids (as fairseq2's NLLB loader counts them), written to ``out``.
 
-    The added pieces are pairs of private-use characters that no text tokenises to, so the base's
-    tokenisation is unchanged while every id up to ``size`` decodes to some text: a tokenizer of the
-    real vocabulary's width for random-init models of the real shape.
+    The added pieces are user-defined symbols of two private-use characters: no English text holds
+    one, so the base's tokenisation is unchanged, and a text that does tokenises back to it, so every
+    id up to ``size`` is one a search may use. A tokenizer of the real vocabulary's width for
+    random-init models of the real shape.
     """
     from sentencepiece import sentencepiece_model_pb2
 
@@ -95,10 +96,11 @@ def widen_tokenizer(base: Path, out: Path, size: int = SONAR_VOCAB) -> Path:
     if missing < 0:
         raise ValueError(f"{base} already has more than {size} ids")
     first, span = 0xE000, 0x1900  # the Basic Multilingual Plane's private-use area
+    user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
     for n in range(missing):
         piece = model.pieces.add()
-        piece.piece = "\u2581" + chr(first + n // span) + chr(first + n % span)
-        piece.score = -1e9 - n
+        piece.piece = chr(first + n // span) + chr(first + n % span)
+        piece.type = user_defined
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(model.SerializeToString())
     return out

@@ -33,8 +33,8 @@ class Problem:
     decode_len: int  # the decodes' cap in tokens: twice the story's longest sentence, at least DECODE_FLOOR
 
 
-# The floor of a decode's cap: no decode of the shipped queue is longer (the longest is 16 tokens), so a story of
-# short sentences keeps every decode its model ends by itself.
+# The floor of a decode's cap, for stories of short sentences: twice the longest decode the shipped queue makes on
+# the mini models (16 tokens), so such a story still keeps every decode its model ends by itself.
 DECODE_FLOOR = 32
 
 

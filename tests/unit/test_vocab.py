@@ -54,6 +54,9 @@ def test_a_tokenizer_widened_to_sonars_width_keeps_its_tokenisation(mini_tokeniz
     ours, theirs = (t.create_encoder(lang="eng_Latn", mode="source") for t in (wide, mini_tokenizer))
     for text in SAMPLE_TEXT:
         assert ours(text)[1:].tolist() == theirs(text)[1:].tolist()  # all but the language token, moved to the end
+    filler = ours("I like cheese.")[1:-1].clone()
+    filler[1] = 200_000  # any id: a text holding a filler piece tokenises back to it
+    assert ours(wide.create_decoder()(filler))[1:-1].tolist() == filler.tolist()
     mask = candidate_mask(wide, 256206)
     pieces = mini_tokenizer.vocab_info.size - 4  # pad and the pieces keep their ids; the language token and tags move
     assert mask[:pieces].tolist() == mask_by_decoding(mini_tokenizer)[:pieces].tolist()
