@@ -31,35 +31,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# SONAR-LLM-900M's llama_config as SonarLLM_900M.json of the public SONAR-LLM training code has it
-# (github.com/Pabiya/SONAR-LLM). The hub checkpoint's own config.json (raxtemur/sonar-llm-900m) could
-# not be read where this was written: if it differs, trust it. ~700M body parameters; the 128k-token
-# table and LM head of the full model are never loaded by the engine (engine/predictors.py).
-SONAR_LLM_900M = {
-    "hidden_size": 1536,
-    "intermediate_size": 6144,
-    "num_hidden_layers": 17,
-    "num_attention_heads": 32,
-    "head_dim": 64,
-    "hidden_act": "silu",
-    "max_position_embeddings": 131072,
-    "initializer_range": 0.02,
-    "rms_norm_eps": 1e-06,
-    "pretraining_tp": 1,
-    "tie_word_embeddings": True,
-    "rope_theta": 500000.0,
-    "rope_scaling": {
-        "factor": 32.0,
-        "high_freq_factor": 4.0,
-        "low_freq_factor": 1.0,
-        "original_max_position_embeddings": 8192,
-        "rope_type": "llama3",
-    },
-    "attention_bias": False,
-    "attention_dropout": 0.0,
-    "mlp_bias": False,
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
@@ -69,7 +40,10 @@ class Shape:
     llama_config: dict[str, Any]
 
 
-REAL = Shape("SONAR basic + SONAR-LLM-900M shape", {}, 256206, SONAR_LLM_900M)
+def real_shape() -> Shape:
+    from benchmarks.real_shape import PREDICTORS
+
+    return Shape("SONAR basic + SONAR-LLM-900M shape", {}, 256206, PREDICTORS["900m"])
 
 
 def tiny_shape() -> Shape:
@@ -88,33 +62,13 @@ def tiny_shape() -> Shape:
     return Shape("tiny (CPU)", space, 1024, llama_config(TINY))
 
 
-class WideVocabTokenizer:
-    """The small local tokenizer in front of models with a wider vocabulary (the real 256206 entries).
-
-    No real SONAR tokenizer is at hand offline; the compute that depends on the vocabulary
-    (embedding table, output projection, decoder_ce logits) is the wide one's. A random-init
-    decoder emits any id, so ids past the tokenizer's own pieces are folded back before
-    detokenizing: the texts are gibberish either way.
-    """
-
-    def __init__(self, inner: Any):
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def create_decoder(self, *args: Any, **kwargs: Any) -> Any:
-        decode = self._inner.create_decoder(*args, **kwargs)
-        size = self._inner.vocab_info.size
-        return lambda ids: decode(ids % size)
-
-
 def build_models(shape: Shape, backend: Any, device: Any, dtype: Any, sentences: list[str]) -> Any:
     import torch
     from fairseq2.data.tokenizers import VocabularyInfo
     from sonar.inference_pipelines.text import EmbeddingToTextModelPipeline, TextToEmbeddingModelPipeline
     from sonar.models.sonar_text import get_sonar_text_decoder_hub, get_sonar_text_encoder_hub
 
+    from engine.mini.tiny import FoldingTokenizer
     from engine.mini.tokenizer import load_tokenizer, train_tokenizer
     from engine.models.predictor import PredictorConfig, SonarLLMPredictor
     from engine.models.space import EmbeddingSpace
@@ -125,7 +79,7 @@ def build_models(shape: Shape, backend: Any, device: Any, dtype: Any, sentences:
     tokenizer = load_tokenizer(train_tokenizer(sentences * 4, path, vocab_size=120))
     small = tokenizer.vocab_info
     vocab = VocabularyInfo(shape.vocab_size, small.unk_idx, small.bos_idx, small.eos_idx, small.pad_idx)
-    wide = WideVocabTokenizer(tokenizer)
+    wide = FoldingTokenizer(tokenizer)  # a random decoder emits ids past the small tokenizer's: folded back
     torch.manual_seed(0)
     models = []
     for hub in (get_sonar_text_encoder_hub(), get_sonar_text_decoder_hub()):
@@ -206,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA device here; --tiny runs the same code on CPU at small shapes", file=sys.stderr)
         return 2
     else:
-        device, shape, steps = torch.device("cuda"), REAL, args.steps or 20
+        device, shape, steps = torch.device("cuda"), real_shape(), args.steps or 20
     config = REPO / "experiments.toml"
     spec = parse_spec(config.read_text(encoding="utf-8"), config)
     sentences = [s for story in spec.stories.values() for s in story.sentences]

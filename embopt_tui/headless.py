@@ -160,6 +160,8 @@ def log_line(event: ev.Event) -> tuple[str, str | None] | None:
             return f"bank {event.bank}: {event.total:,} sentences, encoded, not cached: {event.uncached}", WARNING
         how = "read from the cache" if event.cached else "encoded and cached"
         return f"bank {event.bank}: {event.total:,} sentences, {how}", None
+    if isinstance(event, ev.BatchLimit):
+        return event.reason, None
     if isinstance(event, ev.ExperimentStarted) and (not event.batch or event.name == event.batch[0]):
         return f"running {', '.join(event.batch or (event.name,))}", None
     if isinstance(event, ev.ExperimentFinished):

@@ -117,6 +117,15 @@ class StoryChecked(Event):
 
 
 @dataclass(frozen=True)
+class BatchLimit(Event):
+    """How many experiments a batch of this kind may hold on this device, and why (engine.run.sizing)."""
+
+    kind: ClassVar[str] = "batch_limit"
+    rows: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class QueueChanged(Event):
     """The whole queue after a change (start, live reload, status change)."""
 
@@ -264,6 +273,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BackendFailed,
         BankLoading,
         StoryChecked,
+        BatchLimit,
         QueueChanged,
         BatchStarted,
         ConfigRejected,

@@ -1,7 +1,8 @@
 """Sentence banks: real sentences, encoded once, for the methods that search or project onto them.
 
 ``load_bank`` streams a bank's sentences (:mod:`engine.banks.source`), encodes them
-in chunks, writes them window by window into one [N, D] float32 file, and caches that
+in calls of similar lengths (sorted, batched by tokens: little padding), writes
+them window by window into one [N, D] float32 file, and caches that
 on disk (:mod:`engine.banks.cache`) under the bank's content hash, the encoder
 card (and a sample of its weights) and the dtype, so the next run reads it back
 without calling the encoder. Nothing holds a Python object per sentence: texts
@@ -25,7 +26,7 @@ import os
 import shutil
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,6 +49,7 @@ from engine.banks.source import (
 BankProgress = Callable[[int, int], None]  # (sentences encoded, sentences in the bank)
 CHUNK_ELEMENTS = 1 << 24  # floats one scoring chunk may hold (64 MiB): bounds nearest()'s [A, rows] block
 SORT_WINDOW = 64  # chunks whose sentences are sorted by length before encoding, so batches pad little
+BATCH_TOKENS = 8192  # tokens an encoder call may hold, padding included: long sentences come fewer to a call
 DEVICE_SHARE = 0.5  # a bank goes onto the accelerator only if it takes at most this share of its free memory
 
 
@@ -210,9 +212,10 @@ def load_bank(
     """The bank ``value`` names (``"corpus"`` or a file path relative to ``base_dir``), encoded by ``space``.
 
     Read from the cache when a valid entry exists (no encoder call); otherwise
-    encoded ``chunk`` sentences per ``space.encode`` call, ``progress(done,
-    total)`` called before the first chunk and after each one (it may raise to
-    abandon the build: nothing is left behind), and cached. ``encoder`` and
+    encoded at most ``chunk`` sentences per ``space.encode`` call (fewer when long:
+    :data:`BATCH_TOKENS`), ``progress(done, total)`` called before the first call
+    and after each one (it may raise to abandon the build: nothing is left
+    behind), and cached. ``encoder`` and
     ``dtype`` are the backend's card name and dtype, part of the cache key.
     ``cache_dir`` overrides the folder of entries (default: ``banks/`` under
     :func:`engine.banks.cache.cache_root`). Raises :class:`BankError` for a
@@ -358,8 +361,25 @@ def _build(
     return {**key, "count": count, "dim": dim, "source": bank_label(value, base_dir), "seconds": seconds}
 
 
+def plan_batches(lengths: Sequence[int], rows: int, tokens: int | None = BATCH_TOKENS) -> list[list[int]]:
+    """Indices of ``lengths`` in encoder calls: sorted by length, at most ``rows`` a call and, with ``tokens``,
+    at most that many tokens once padded to the call's longest (a longer sentence alone still gets a call)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        fits = last is not None and len(last) < rows
+        if fits and tokens is not None:
+            fits = (len(last) + 1) * lengths[i] <= tokens  # sorted: this one is the longest so far
+        if fits:
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def _encode_into(out: _FolderFiles | _MemoryFiles, space: Any, count: int, progress: BankProgress, chunk: int) -> int:
-    """Encode the texts into the embeddings file, a window of chunks at a time sorted by length; returns D.
+    """Encode the texts into the embeddings file, window by window, in :func:`plan_batches`'s calls; returns D.
 
     Each window's rows are gathered in memory and written in order, so the
     file is written sequentially (a full disk is an OSError at a write).
@@ -370,10 +390,8 @@ def _encode_into(out: _FolderFiles | _MemoryFiles, space: Any, count: int, progr
         lines = (raw[:-1].decode("utf-8") for raw in f)
         for first in range(0, count, chunk * SORT_WINDOW):
             window = list(itertools.islice(lines, chunk * SORT_WINDOW))
-            order = sorted(range(len(window)), key=lambda i: len(window[i]))
             block: np.ndarray | None = None
-            for begin in range(0, len(window), chunk):
-                picked = order[begin : begin + chunk]
+            for picked in plan_batches(space.source_lengths(window), chunk):
                 vectors = space.encode([window[i] for i in picked]).float().cpu().numpy()
                 if block is None:
                     block = np.empty((len(window), vectors.shape[1]), dtype=np.float32)

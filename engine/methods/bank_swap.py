@@ -129,6 +129,7 @@ def run(batch: Batch) -> None:
             cand_mean = cand_sims.mean(dim=1).tolist()
         rate = batch.rate(k, loop_start)
         at = 0
+        showing: list[int] = []
         for i, p in zip(active, picks):
             losses, sims = cand_loss[at : at + len(p)] if p else [], cand_mean[at : at + len(p)] if p else []
             at += len(p)
@@ -141,8 +142,12 @@ def run(batch: Batch) -> None:
             rows[i].search_trace.append([seen[i].bank_scored, best_sim])
             batch.emit(Step(experiments[i].name, k, rows[i].steps, best_sim, (best_sim,), best_loss, 0.0, rate))
             if k % experiments[i].decode_every == 0:  # the best sentence so far, on the decode cadence
-                text = experiments[i].init if best < 0 else bank.text(best)
-                show_best(batch, i, text, z[i] if best < 0 else bank.rows([best])[0], best_sim, k)
+                showing.append(i)
+        if showing:
+            tops = [seen[i].best(1)[0] for i in showing]
+            texts = [experiments[i].init if b < 0 else bank.text(b) for i, b in zip(showing, tops)]
+            vectors = torch.stack([z[i] if b < 0 else bank.rows([b])[0].to(z) for i, b in zip(showing, tops)])
+            show_best(batch, showing, texts, vectors, [seen[i].scores[b][1] for i, b in zip(showing, tops)], k)
         # done, the bank exhausted, or the early stop reached
         ending = [i for i, p in zip(active, picks) if k >= rows[i].steps or not p or reached(batch, i, seen[i])]
         if ending:

@@ -139,20 +139,31 @@ def offer_texts(
 
 
 def settle(batch: Batch, which: Sequence[int], best: Sequence[BestText]) -> None:
-    """Write the honest fields of rows ``which`` (best[n] belongs to which[n]): text, text_sim, exact match, scored."""
+    """Write the honest fields of rows ``which`` (best[n] belongs to which[n]): text, text_sim, exact match, scored.
+
+    In float32 a text's embedding hardly depends on the texts that share its encoder call (the last bits);
+    in lower precision it moves a score by ~0.01, so there each best text is encoded and scored alone.
+    """
+    scorer = batch.scorer
+    alone = scorer.space.dtype != torch.float32
+    sims = [b.sim for b in best]
     by_beam: dict[int, list[int]] = {}
     for n, i in enumerate(which):
         if best[n].text is not None:
             by_beam.setdefault(batch.rows[i].experiment.beam_size, []).append(n)
     for beam, ns in by_beam.items():
-        vectors = batch.scorer.encode([best[n].text for n in ns])  # type: ignore[misc]
-        for n, exact in zip(ns, batch.scorer.exact_match(vectors, beam)):
+        texts: list[str] = [best[n].text for n in ns]  # type: ignore[misc]
+        vectors = torch.cat([scorer.encode([t]) for t in texts]) if alone else scorer.encode(texts)
+        if alone:
+            for n, sim in zip(ns, scorer.score(vectors)[0].tolist()):
+                sims[n] = sim
+        for n, exact in zip(ns, scorer.exact_match(vectors, beam)):
             batch.rows[which[n]].text_exact_match = exact
     texts = [b.text for b in best if b.text is not None]
     nll = dict(zip(texts, batch.scorer.nll(texts) or [None] * len(texts)))
     for n, i in enumerate(which):
         row = batch.rows[i]
-        row.text, row.text_sim, row.scored = best[n].text, best[n].sim, best[n].scored
+        row.text, row.text_sim, row.scored = best[n].text, sims[n], best[n].scored
         row.text_nll = nll.get(best[n].text) if best[n].text is not None else None
 
 
@@ -163,21 +174,35 @@ def stop_early(options: Any, text_sim: float | None, exact: Sequence[bool] | Non
     return bool(options.stop_on_exact and exact and all(exact))
 
 
-def show_best(batch: Batch, i: int, text: str, vector: Tensor, sim: float, step: int) -> list[bool]:
-    """Announce row i's best sentence so far (its embedding ``vector`` [D]) with what its predictions decode to;
-    returns whether each prediction decodes exactly to its target."""
+def show_best(
+    batch: Batch, which: Sequence[int], texts: Sequence[str], vectors: Tensor, sims: Sequence[float], step: int
+) -> list[list[bool]]:
+    """Announce rows ``which``'s best sentences so far (``texts``, their embeddings ``vectors`` [n, D], their
+    ``sims``) with what their predictions decode to, one decoder call per beam size; returns whether each
+    prediction decodes exactly to its target, row by row."""
+    if not which:
+        return []
+    if len(which) > 1 and not batch.scorer.decoding.spare:  # as before: a decoder call per row
+        return [show_best(batch, [i], [t], v[None], [s], step)[0] for i, t, v, s in zip(which, texts, vectors, sims)]
     with torch.inference_mode():
-        preds = batch.scorer.predictions(vector.unsqueeze(0).to(batch.device))
-    show_decodes(batch, [i], preds, [text], step, [BestText(text, sim)])
-    return batch.rows[i].exact_match
+        preds = batch.scorer.predictions(vectors.to(batch.device))
+    show_decodes(batch, which, preds, texts, step, [BestText(t, s) for t, s in zip(texts, sims)])
+    return [batch.rows[i].exact_match for i in which]
 
 
 def show_decodes(
-    batch: Batch, which: Sequence[int], preds: Tensor, z_texts: Sequence[str], step: int, best: Sequence[BestText]
+    batch: Batch,
+    which: Sequence[int],
+    preds: Tensor,
+    z_texts: Sequence[str],
+    step: int,
+    best: Sequence[BestText],
+    decoded: Sequence[Sequence[str]] | None = None,
 ) -> None:
-    """Decode the predictions [n, T, D] of rows ``which`` (one decoder call per beam size), keep them on the
-    rows with the text of z (``z_texts``) and whether each decodes exactly to its target, and announce each
-    row with its best real sentence so far (``best``) in a Decoded event."""
+    """Decode the predictions [n, T, D] of rows ``which`` (one decoder call per beam size; ``decoded``: their
+    texts, T a row, when already decoded), keep them on the rows with the text of z (``z_texts``) and whether
+    each decodes exactly to its target, and announce each row with its best real sentence so far (``best``)
+    in a Decoded event."""
     t, targets = preds.shape[1], batch.problem.target_texts
     found = [b.text for b in best if b.text is not None]
     fluency = dict(zip(found, batch.scorer.nll(found) or [None] * len(found)))
@@ -185,11 +210,15 @@ def show_decodes(
     for j, i in enumerate(which):
         by_beam.setdefault(batch.rows[i].experiment.beam_size, []).append(j)
     for beam, js in by_beam.items():
-        texts = batch.scorer.decode(preds[torch.tensor(js, device=preds.device)].reshape(-1, preds.shape[2]), beam)
+        if decoded is None:
+            index = torch.tensor(js, device=preds.device)
+            texts = batch.scorer.decode(preds[index].reshape(-1, preds.shape[2]), beam)
+        else:
+            texts = [text for j in js for text in decoded[j]]
         for n, j in enumerate(js):
             row = batch.rows[which[j]]
             row.decoded_z = z_texts[j]
-            row.decoded_predictions = texts[n * t : (n + 1) * t]
+            row.decoded_predictions = list(texts[n * t : (n + 1) * t])
             row.exact_match = [p.strip() == s.strip() for p, s in zip(row.decoded_predictions, targets)]
             batch.emit(
                 Decoded(

@@ -118,15 +118,18 @@ class Search:
 
 
 def _word_pieces(space: Any) -> dict[int, str]:
-    """The encoder's pieces that are one whole word of letters each: what the gradient can propose."""
-    import torch
+    """The encoder's pieces that are one whole word of letters each: what the gradient can propose.
+
+    From the piece table (engine.models.vocab.piece_texts: no decode per id at SONAR's 256,206), then
+    each word-starting piece of letters checked to tokenise back to itself alone.
+    """
+    from engine.models.vocab import piece_texts
 
     key = id(space)
     if key not in _pieces:
         words: dict[int, str] = {}
-        info = space.tokenizer.vocab_info
-        for i in range(info.size):
-            text = space.text_of(torch.tensor([i])).strip()
+        for i, piece in enumerate(piece_texts(space.tokenizer)):
+            text = piece.strip()
             if text.isalpha() and space.source_ids(text)[1:-1].tolist() == [i]:
                 words[i] = text
         _pieces[key] = words
@@ -298,23 +301,28 @@ def run(batch: Batch) -> None:
                 if value < member.value:
                     member.text, member.value = text, value
         rate = batch.rate(k, loop_start)
-        ending = []
+        showing: list[int] = []
         for i in active:
             search, options = searches[i], experiments[i].options
             if options.restart_every and k % options.restart_every == 0 and len(search.members) > 1:
                 _restart(search)
-            chosen = search.choice()
-            best = search.seen[chosen]
+            best = search.seen[search.choice()]
             rows[i].record(best.sim, search.choice_value(best))
             rows[i].search_trace.append([len(search.seen) + rows[i].bank_scored, best.sim])
             batch.emit(
                 Step(experiments[i].name, k, rows[i].steps, best.sim, (best.sim,), search.choice_value(best), 0.0, rate)
             )
-            exact = None
             if options.stop_on_exact or k % experiments[i].decode_every == 0 or k >= rows[i].steps:
-                exact = _show(batch, i, chosen, best.sim, k)
-            if k >= rows[i].steps or stop_early(options, best.sim, exact):
-                ending.append(i)
+                showing.append(i)
+        chosen = [searches[i].choice() for i in showing]
+        sims = [searches[i].seen[text].sim for i, text in zip(showing, chosen)]
+        exact = dict(zip(showing, _show(batch, showing, chosen, sims, k)))
+        ending = [
+            i
+            for i in active
+            if k >= rows[i].steps
+            or stop_early(experiments[i].options, searches[i].seen[searches[i].choice()].sim, exact.get(i))
+        ]
         _end(batch, ending, searches, DONE)
         active = [i for i in active if rows[i].status == RUNNING]
 
@@ -326,10 +334,14 @@ def _restart(search: Search) -> None:
     worst.value = search.member_value(worst, search.seen[worst.text])
 
 
-def _show(batch: Batch, i: int, text: str, sim: float, k: int) -> list[bool]:
+def _show(batch: Batch, which: list[int], texts: list[str], sims: list[float], k: int) -> list[list[bool]]:
+    """Announce rows ``which``'s chosen sentences (their ``sims``), one decoder call for them all; whether each
+    prediction made from each decodes exactly to its target, row by row."""
     from engine.methods.batch import show_best
 
-    return show_best(batch, i, text, batch.scorer.encode([text])[0], sim, k)
+    if not which:
+        return []
+    return show_best(batch, which, texts, batch.scorer.encode(texts), sims, k)
 
 
 def _rescored(batch: Batch, texts: list[str]) -> dict[str, tuple[float, float]]:

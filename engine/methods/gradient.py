@@ -121,7 +121,10 @@ def run(batch: Batch) -> None:
         if snapping:  # z = E(text) now: that text is what z decodes to at this step
             z_texts.update(zip(snapping, _snap(batch, snapping, z, best)))
         due = [i for i in active if k % experiments[i].decode_every == 0 or k == rows[i].steps]
-        if due:
+        # Only a cycle term needs z's text before the forward (as its fixed target); otherwise z's decode
+        # waits for the predictions and shares their decoder call.
+        late = scorer.decoding.spare and not any(uses_cycle[i] for i in due)
+        if due and not late:
             fresh = [i for i in due if i not in z_texts]
             z_texts.update(zip(fresh, _decode_rows(batch, fresh, z)))
             texts = [z_texts[i] for i in due]
@@ -172,16 +175,21 @@ def run(batch: Batch) -> None:
             if row.trajectory[-1] > best_sim[i]:  # the z of best_step, kept beside the final one
                 best_sim[i], best_z[i] = row.trajectory[-1], z[i]
             alive.append(j)
+        rows_shown = [j for j in alive if active[j] in due]
+        shown = [active[j] for j in rows_shown]
+        shown_preds = preds.detach()[rows_shown]
+        decoded = None
+        if due and late:  # z's text and the shown predictions' in one decoder call per beam size
+            fresh = [i for i in due if i not in z_texts]
+            fresh_texts, decoded = _decode_together(batch, fresh, z, shown, shown_preds)
+            z_texts.update(zip(fresh, fresh_texts))
+            offer_texts(scorer, [best[i] for i in due], [z_texts[i] for i in due])
         if picked is not None:  # the bank sentences the forward pass used are candidates too
             near = [j for j in alive if experiments[active[j]].options.nearest]
             offer_texts(scorer, [best[active[j]] for j in near], batch.bank.texts([picked[j] for j in near]))
 
-        shown = [active[j] for j in alive if active[j] in z_texts and active[j] in due]
         if shown:
-            rows_shown = [j for j in alive if active[j] in shown]
-            show_decodes(
-                batch, shown, preds.detach()[rows_shown], [z_texts[i] for i in shown], k, [best[i] for i in shown]
-            )
+            show_decodes(batch, shown, shown_preds, [z_texts[i] for i in shown], k, [best[i] for i in shown], decoded)
 
         ending = [
             j
@@ -252,6 +260,22 @@ def _decode_rows(batch: Batch, which: list[int], vectors: Tensor) -> list[str]:
         decoded = batch.scorer.decode(vectors[torch.tensor(group, device=vectors.device)].detach(), beam)
         texts.update(zip(group, decoded))
     return [texts[i] for i in which]
+
+
+def _decode_together(
+    batch: Batch, which: list[int], z: Tensor, shown: list[int], preds: Tensor
+) -> tuple[list[str], list[list[str]]]:
+    """The texts of z[which] and of the predictions [len(shown), T, D] of rows ``shown``, a decoder call per beam."""
+    texts: dict[int, str] = {}
+    decoded: dict[int, list[str]] = {}
+    t, d = preds.shape[1], preds.shape[2]
+    for beam in dict.fromkeys(batch.rows[i].experiment.beam_size for i in which + shown):
+        zs = [i for i in which if batch.rows[i].experiment.beam_size == beam]
+        ps = [j for j, i in enumerate(shown) if batch.rows[i].experiment.beam_size == beam]
+        z_part, p_part = batch.scorer.decode_groups([z[zs].detach(), preds[ps].reshape(-1, d)], beam)
+        texts.update(zip(zs, z_part))
+        decoded.update((j, p_part[n * t : (n + 1) * t]) for n, j in enumerate(ps))
+    return [texts[i] for i in which], [decoded[j] for j in range(len(shown))]
 
 
 def _snap(batch: Batch, which: list[int], z: Tensor, best: list[BestText]) -> list[str]:

@@ -15,7 +15,6 @@ alone, so a row finds the same text whatever shares its batch.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,8 +28,8 @@ if TYPE_CHECKING:
 
 INIT_FROM_BANK = "bank"  # init = "bank": start from the bank's best sentence for the story
 TOP_SHOWN = 10  # sentences reported in a row's top list
-_LANG_TOKEN = re.compile(r"^__\w+__$")
-_allowed: dict[int, Tensor] = {}  # id(space) -> [V] bool: tokens a candidate may use
+# (id of the tokenizer, table rows, device) -> (that tokenizer, kept so its id stays its own; [V] bool mask)
+_allowed: dict[tuple[int, int, str], tuple[Any, Tensor]] = {}
 
 
 @dataclass(frozen=True)
@@ -55,21 +54,14 @@ def check(experiment: Any) -> None:
 
 
 def allowed_tokens(space: Any) -> Tensor:
-    """Ordinary text pieces: not pad/unk/bos/eos, not a language token, and something to show."""
-    import torch
+    """[V] bool over the encoder's embedding table: the tokens a candidate may use (built once per tokenizer)."""
+    from engine.models.vocab import candidate_mask
 
-    key = id(space)
+    tokenizer, rows = space.tokenizer, int(space.token_table.shape[0])
+    key = (id(tokenizer), rows, str(space.device))
     if key not in _allowed:
-        info = space.tokenizer.vocab_info
-        special = {info.pad_idx, info.unk_idx, info.bos_idx, info.eos_idx}
-        mask = torch.zeros(info.size, dtype=torch.bool)
-        for i in range(info.size):
-            if i in special:
-                continue
-            text = space.text_of(torch.tensor([i]))
-            mask[i] = bool(text.strip()) and not _LANG_TOKEN.match(text.strip())
-        _allowed[key] = mask.to(space.device)
-    return _allowed[key]
+        _allowed[key] = (tokenizer, candidate_mask(tokenizer, rows).to(space.device))
+    return _allowed[key][1]
 
 
 @dataclass
@@ -192,7 +184,7 @@ def run(batch: Batch) -> None:
                 searches[i].scores[text] = (loss_value, sim)
                 searches[i].buffer.append((loss_value, token_ids[text]))
         rate = batch.rate(k, loop_start)
-        ending = []
+        showing = []
         for i in active:
             search, options = searches[i], experiments[i].options
             search.buffer = sorted(search.buffer)[: options.buffer_size]
@@ -200,11 +192,14 @@ def run(batch: Batch) -> None:
             rows[i].record(sim, loss_value)
             rows[i].search_trace.append([len(search.scores) + rows[i].bank_scored, sim])
             batch.emit(Step(experiments[i].name, k, rows[i].steps, sim, (sim,), loss_value, 0.0, rate))
-            exact = None
             if options.stop_on_exact or k % experiments[i].decode_every == 0 or k >= rows[i].steps:
-                exact = _show(batch, i, search, k)
+                showing.append(i)
+        exact = dict(zip(showing, _show(batch, showing, searches, k)))
+        ending = []
+        for i in active:
+            search, sim = searches[i], rows[i].trajectory[-1]
             exhausted = not search.buffer
-            if k >= rows[i].steps or exhausted or stop_early(options, sim, exact):
+            if k >= rows[i].steps or exhausted or stop_early(experiments[i].options, sim, exact.get(i)):
                 ending.append(i)
         _end(batch, ending, searches, DONE)
         active = [i for i in active if rows[i].status == RUNNING]
@@ -227,11 +222,17 @@ def _start_texts(batch: Batch) -> list[str]:
     return texts
 
 
-def _show(batch: Batch, i: int, search: Search, k: int) -> list[bool]:
+def _show(batch: Batch, which: list[int], searches: list[Search], k: int) -> list[list[bool]]:
+    """Show rows ``which``'s best sentences (each encoded on its own, as they were scored)."""
+    import torch
+
     from engine.methods.batch import show_best
 
-    text = search.best_text()
-    return show_best(batch, i, text, batch.scorer.encode([text])[0], search.scores[text][1], k)
+    if not which:
+        return []
+    texts = [searches[i].best_text() for i in which]
+    vectors = torch.cat([batch.scorer.encode([text]) for text in texts])
+    return show_best(batch, which, texts, vectors, [searches[i].scores[t][1] for i, t in zip(which, texts)], k)
 
 
 def _end(batch: Batch, which: list[int], searches: list[Search], status: str) -> None:

@@ -98,13 +98,15 @@ def end_rows(batch: Batch, which: list[int], seen: list[Seen], status: str) -> N
 def _describe_final(batch: Batch, which: list[int], z_rows: list, best: list[BestText]) -> None:
     """decoded_z, the predictions' decodes, the round trip and final z of rows that found something."""
     scorer = batch.scorer
-    for n, i in enumerate(which):
-        if z_rows[n] is None:
-            continue
-        row = batch.rows[i]
-        z = z_rows[n].unsqueeze(0)
-        z_text = scorer.decode(z, row.experiment.beam_size)[0]
+    found = [n for n in range(len(which)) if z_rows[n] is not None]
+    for beam in dict.fromkeys(batch.rows[which[n]].experiment.beam_size for n in found):
+        ns = [n for n in found if batch.rows[which[n]].experiment.beam_size == beam]
+        z = torch.stack([z_rows[n] for n in ns])
         with torch.inference_mode():
             preds = scorer.predictions(z)
-        show_decodes(batch, [i], preds, [z_text], row.steps_done, [best[n]])
-        row.roundtrip_sim = float(scorer.score(scorer.encode([z_text]))[0][0])
+        groups = scorer.decode_groups([z, *preds], beam)  # each z, then each row's predictions
+        z_texts, decoded = groups[0], groups[1:]
+        for m, n in enumerate(ns):
+            i = which[n]
+            show_decodes(batch, [i], preds[m : m + 1], [z_texts[m]], batch.rows[i].steps_done, [best[n]], [decoded[m]])
+            batch.rows[i].roundtrip_sim = float(scorer.score(scorer.encode([z_texts[m]]))[0][0])

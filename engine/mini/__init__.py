@@ -10,7 +10,8 @@ from pathlib import Path
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 PREDICTOR_DIR = ASSETS_DIR / "predictor"
+TOKENIZER_PATH = ASSETS_DIR / "tokenizer.model"
 ENCODER_CARD = "embopt_mini_encoder"
 DECODER_CARD = "embopt_mini_decoder"
 
-__all__ = ["ASSETS_DIR", "PREDICTOR_DIR", "ENCODER_CARD", "DECODER_CARD"]
+__all__ = ["ASSETS_DIR", "PREDICTOR_DIR", "TOKENIZER_PATH", "ENCODER_CARD", "DECODER_CARD"]

@@ -75,18 +75,20 @@ def _config(hub: Any, override: dict[str, Any]) -> Any:
     return dataclasses.replace(hub.get_arch_config("basic"), **fields)
 
 
-def create_encoder(sizes: Sizes, vocab_info: Any) -> torch.nn.Module:
+def create_encoder(sizes: Sizes, vocab_info: Any, **placement: Any) -> torch.nn.Module:
+    """A random-init encoder; ``placement``: ``device`` and ``dtype`` to create it in (default: CPU, float32)."""
     from sonar.models.sonar_text import get_sonar_text_encoder_hub
 
     hub = get_sonar_text_encoder_hub()
-    return hub.create_new_model(_config(hub, encoder_override(sizes, vocab_info)))
+    return hub.create_new_model(_config(hub, encoder_override(sizes, vocab_info)), **placement)
 
 
-def create_decoder(sizes: Sizes, vocab_info: Any) -> torch.nn.Module:
+def create_decoder(sizes: Sizes, vocab_info: Any, **placement: Any) -> torch.nn.Module:
+    """A random-init decoder; ``placement`` as for :func:`create_encoder`."""
     from sonar.models.sonar_text import get_sonar_text_decoder_hub
 
     hub = get_sonar_text_decoder_hub()
-    return hub.create_new_model(_config(hub, decoder_override(sizes, vocab_info)))
+    return hub.create_new_model(_config(hub, decoder_override(sizes, vocab_info)), **placement)
 
 
 def llama_config(sizes: Sizes) -> dict[str, Any]:

@@ -1,15 +1,19 @@
-"""Random-init SONAR-architecture assets written as real fairseq2 cards.
+"""Random-init SONAR-architecture assets: real fairseq2 cards, or models held in memory.
 
-Tests use them to exercise the card-loading path without the shipped mini
+Tests use the cards to exercise the card-loading path without the shipped mini
 weights (and to prove that the real card names resolve through ``@user``
-overlays). The sizes are a parameter, so the real ``basic`` shape can be built too.
-Nothing here is trained: decodes are gibberish, shapes and code paths are real.
+overlays). :func:`random_space` builds the pair in memory at any size, the real
+``basic`` shape (:data:`SONAR_BASIC`) included, around any tokenizer: one of the
+real vocabulary's width (:func:`widen_tokenizer`), or a narrower one in front of
+wider tables (:class:`FoldingTokenizer`). Nothing here is trained: decodes are
+gibberish, shapes and code paths are real.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +34,10 @@ TINY = Sizes(
     predictor_heads=2,
     predictor_ffn=64,
 )
+# SONAR's `basic` text encoder and decoder (the predictor fields are unused: SONAR-LLM shapes are llama configs).
+SONAR_BASIC = Sizes(model_dim=1024, encoder_layers=24, decoder_layers=24, heads=16, ffn_dim=8192, max_seq_len=512)
+SONAR_VOCAB = 256206  # ids of SONAR's tokenizer: 256,000 pieces, pad, 202 language tokens and 3 data tags
+NLLB_EXTRA_IDS = 5  # what fairseq2's NLLB loader adds to a model's pieces with one language: pad, language, 3 tags
 SAMPLE_TEXT = (
     "Once upon a time, there was a little girl named Lily.",
     "She loved to play outside with her toys.",
@@ -70,6 +78,85 @@ def write_tiny_predictor(
     torch.manual_seed(seed)
     save_predictor(SonarLLMPredictor(PredictorConfig(llama_config(sizes), embed_dim, add_begin)), out_dir)
     return Path(out_dir)
+
+
+def widen_tokenizer(base: Path, out: Path, size: int = SONAR_VOCAB) -> Path:
+    """Sentencepiece model ``base`` grown to ``size`` ids (as fairseq2's NLLB loader counts them), written to ``out``.
+
+    The added pieces are user-defined symbols of two private-use characters: no English text holds
+    one, so the base's tokenisation is unchanged, and a text that does tokenises back to it, so every
+    id up to ``size`` is one a search may use. A tokenizer of the real vocabulary's width for
+    random-init models of the real shape.
+    """
+    from sentencepiece import sentencepiece_model_pb2
+
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString(Path(base).read_bytes())
+    missing = size - NLLB_EXTRA_IDS - len(model.pieces)
+    if missing < 0:
+        raise ValueError(f"{base} already has more than {size} ids")
+    first, span = 0xE000, 0x1900  # the Basic Multilingual Plane's private-use area
+    user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
+    for n in range(missing):
+        piece = model.pieces.add()
+        piece.piece = chr(first + n // span) + chr(first + n % span)
+        piece.type = user_defined
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(model.SerializeToString())
+    return out
+
+
+class FoldingTokenizer:
+    """A tokenizer in front of embedding tables wider than it: decoding folds ids it lacks back into its own.
+
+    A random-init decoder emits any id of its table; this stands in for a tokenizer that
+    could show them. Everything else is the wrapped tokenizer's.
+    """
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def create_decoder(self, *args: Any, **kwargs: Any) -> Any:
+        decode = self._inner.create_decoder(*args, **kwargs)
+        size = self._inner.vocab_info.size
+        return lambda ids: decode(ids % size)
+
+
+def random_space(
+    tokenizer: Any,
+    sizes: Sizes = TINY,
+    *,
+    table_rows: int | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> Any:
+    """An :class:`engine.models.space.EmbeddingSpace` of random-init models built in place on ``device``.
+
+    ``table_rows``: the rows of both embedding tables (default: the tokenizer's ids).
+    """
+    from fairseq2.data.tokenizers import VocabularyInfo
+    from sonar.inference_pipelines.text import EmbeddingToTextModelPipeline, TextToEmbeddingModelPipeline
+
+    from engine.models.space import EmbeddingSpace
+
+    info = tokenizer.vocab_info
+    rows = table_rows or info.size
+    vocab = VocabularyInfo(rows, info.unk_idx, info.bos_idx, info.eos_idx, info.pad_idx)
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    encoder = create_encoder(sizes, vocab, device=device, dtype=dtype).eval()
+    decoder = create_decoder(sizes, vocab, device=device, dtype=dtype).eval()
+    return EmbeddingSpace(
+        TextToEmbeddingModelPipeline(encoder=encoder, tokenizer=tokenizer, device=device, dtype=dtype),
+        EmbeddingToTextModelPipeline(decoder=decoder, tokenizer=tokenizer, device=device, dtype=dtype),
+        tokenizer,
+        device,
+        dtype,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

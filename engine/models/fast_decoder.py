@@ -15,6 +15,8 @@ its softmax is exactly 1, so its output is out_proj(v) of the live rows,
 computed once per batch shape. That holds while no score can overflow (checked
 per call from a bound on the queries) and where the device's attention kernel
 returns v bit for bit (probed once); otherwise each step attends as fairseq2 does.
+Asked whether each row decodes to a wanted text, it also drops a row at the first
+token that rules that out, which the generator cannot do.
 
 Configurations it does not cover get ``None`` from :func:`lean_greedy`, and
 calls it cannot honour (non-finite vectors or logits, lengths the generator
@@ -24,7 +26,7 @@ refuses) get ``None`` from the decoder; the caller then uses the pipeline.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,8 +139,14 @@ class GreedyDecoder:
         # Scores below this cannot overflow in the model dtype (or anywhere near it).
         self.score_limit = torch.finfo(embed.dtype).max * 1e-8
 
-    def __call__(self, vectors: Tensor, max_seq_len: int) -> list[str] | None:
-        """The pipeline's texts for ``vectors`` (already on the model's device and dtype), or None."""
+    def __call__(
+        self, vectors: Tensor, max_seq_len: int, wanted: Sequence[str] | None = None
+    ) -> list[str | None] | None:
+        """The pipeline's texts for ``vectors`` (already on the model's device and dtype), or None.
+
+        With ``wanted`` (a text per row), a row stops as soon as its text cannot become its wanted
+        one (up to surrounding spaces) and its text is None: what an exact-match check needs.
+        """
         if not bool(torch.isfinite(vectors).all()):
             return None
         prompt = self.prefix.size(0)
@@ -148,9 +156,11 @@ class GreedyDecoder:
         if prompt >= limit or prompt < 1:
             return None  # the generator raises here; let it
         with torch.inference_mode(), self.precision():
-            return self._generate(vectors, prompt, limit)
+            return self._generate(vectors, prompt, limit, wanted)
 
-    def _generate(self, vectors: Tensor, prompt: int, limit: int) -> list[str] | None:
+    def _generate(
+        self, vectors: Tensor, prompt: int, limit: int, wanted: Sequence[str] | None
+    ) -> list[str | None] | None:
         n = vectors.size(0)
         memory = vectors.unsqueeze(1)
         if self.sentemb_proj is not None:
@@ -169,7 +179,7 @@ class GreedyDecoder:
             if F.softmax(logits, dim=-1, dtype=torch.float32).isnan().any():
                 return None
         cross_out = self._cross_out(cross_v) if constant else None
-        texts: list[str | None] = [None] * n
+        texts: list[str | None] = [""] * n
         rows = list(range(n))  # original index of each live row
         generated: list[list[int]] = [[] for _ in range(n)]
         tokens = prefix[:, prompt - 1 : prompt]
@@ -190,7 +200,9 @@ class GreedyDecoder:
             for j, (row, token) in enumerate(zip(rows, ids)):
                 generated[row].append(token)
                 if token == self.eos:
-                    texts[row] = self.to_text(torch.tensor(generated[row], dtype=torch.int64, device=vectors.device))
+                    texts[row] = self._text(generated[row], vectors.device)
+                elif wanted is not None and _ruled_out(self._text(generated[row], vectors.device), wanted[row]):
+                    texts[row] = None
                 else:
                     keep.append(j)
             if not keep:
@@ -206,7 +218,10 @@ class GreedyDecoder:
                     cross_out = self._cross_out(cross_v)
                 tokens = tokens.index_select(0, order)
                 rows = [rows[j] for j in keep]
-        return [text or "" for text in texts]
+        return texts
+
+    def _text(self, ids: list[int], device: torch.device) -> str:
+        return self.to_text(torch.tensor(ids, dtype=torch.int64, device=device))
 
     def _scores_finite(self, cross_k: list[Tensor]) -> bool:
         """Whether no cross-attention score q.k can overflow (then the softmax of one key is exactly 1)."""
@@ -255,6 +270,15 @@ class GreedyDecoder:
         if self.final_norm is not None:
             x = self.final_norm(x)
         return F.linear(x, *self.final_proj)
+
+
+def _ruled_out(partial: str, wanted: str) -> bool:
+    """Whether a decode whose text so far is ``partial`` can no longer end as ``wanted`` (up to surrounding spaces).
+
+    Detokenising appends text as tokens come (special tokens add none), so a text that ends as
+    ``wanted`` passes through prefixes of it; a split multi-byte character (U+FFFD) decides nothing yet.
+    """
+    return "\ufffd" not in partial and not wanted.strip().startswith(partial.strip())
 
 
 def _single_key_is_v(head_dim: int, heads: int, device: torch.device, dtype: torch.dtype, precision: Any) -> bool:

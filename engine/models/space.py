@@ -52,6 +52,9 @@ class EmbeddingSpace:
     dtype: torch.dtype
 
     def __post_init__(self) -> None:
+        from engine.models.vocab import check_width
+
+        check_width(self.tokenizer, int(self.token_table.shape[0]))
         self.decoder_pipeline.model.requires_grad_(False)
         self.encoder_pipeline.model.requires_grad_(False)
         self._target_encoder = self.tokenizer.create_encoder(lang=LANG, mode="target")
@@ -109,12 +112,36 @@ class EmbeddingSpace:
             **search,
         )
 
+    def decode_matches(
+        self, vectors: Tensor, wanted: Sequence[str], *, beam_size: int = 1, max_len: int = 64
+    ) -> list[bool]:
+        """Whether each vector [N, D] decodes to its wanted text (up to surrounding spaces), as :meth:`decode` would.
+
+        Greedy decodes by :mod:`engine.models.fast_decoder` stop at the first token that rules a match
+        out: a lost decode costs a token or two instead of the whole cap.
+        """
+        if vectors.shape[0] == 0:
+            return []
+        if beam_size == 1 and self.greedy is not None:
+            vectors = vectors.detach().to(self.device, self.dtype)
+            texts = self.greedy(vectors, min(max_len, self.max_len), wanted)
+            if texts is not None:
+                return [text is not None and text.strip() == want.strip() for text, want in zip(texts, wanted)]
+        texts = self.decode(vectors, beam_size=beam_size, max_len=max_len)
+        return [text.strip() == want.strip() for text, want in zip(texts, wanted)]
+
     # --- tokens in, for searches over the encoder's input (engine.methods.token_swap) ---------------------
     def source_ids(self, sentence: str) -> Tensor:
         """The encoder's token ids of a sentence: ``__eng_Latn__ ... </s>`` (the pipeline's own tokenisation)."""
         if self._source_encoder is None:
             self._source_encoder = self.tokenizer.create_encoder(lang=LANG, mode="source")
         return self._source_encoder(sentence).to(self.device)
+
+    def source_lengths(self, sentences: Sequence[str]) -> list[int]:
+        """How many tokens the encoder reads for each sentence (what an encoder call pads to its longest)."""
+        if self._source_encoder is None:
+            self._source_encoder = self.tokenizer.create_encoder(lang=LANG, mode="source")
+        return [len(self._source_encoder(s)) for s in sentences]
 
     def text_of(self, ids: Tensor) -> str:
         """The text of content token ids (no language token, no ``</s>``)."""

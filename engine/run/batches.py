@@ -25,7 +25,7 @@ from engine.methods.method import GO_ON
 from engine.results import Row, result_row
 from engine.run.backend import Models
 from engine.scoring.problem import build_problem, fast_forward, needs_tokens
-from engine.scoring.scorer import Scorer, round_trip
+from engine.scoring.scorer import DECODING, Decoding, Scorer, round_trip
 from engine.spec import Experiment, Spec, Story
 from engine.text import one_line
 
@@ -110,13 +110,15 @@ def optimize_batch(
     corpus_norms: Tensor | None = None,
     bank: Any = None,
     fluency: Any = None,
+    decoding: Decoding = DECODING,
 ) -> list[dict[str, Any]]:
     """Run one batch to its end (or until ``poll`` says stop/skip); returns result rows in batch order.
 
     ``on_finished`` gets each row's result the moment that row ends (done,
     failed, interrupted or skipped), so the queue can move on while others run.
     ``bank`` is the batch's engine.banks.bank.SentenceBank (its experiments share it), if any; ``fluency`` the
-    backend's engine.models.fluency.FluencyModel, if it has one.
+    backend's engine.models.fluency.FluencyModel, if it has one; ``decoding``: how its decodes run
+    (engine.scoring.scorer.Decoding; benchmarks compare the old way).
     """
     start = time.perf_counter()
     rows = [Row(e, e.steps) for e in experiments]
@@ -138,7 +140,7 @@ def optimize_batch(
             rows=rows,
             story=story,
             problem=problem,
-            scorer=Scorer(problem, space, fast_forward(predictor), fluency),
+            scorer=Scorer(problem, space, fast_forward(predictor), fluency, decoding),
             emit=emit,
             finish=finish,
             poll_controller=poll,

@@ -2,7 +2,8 @@
 
 A batch is the first pending experiment plus every later pending one on the
 same story, method and bank (the backend is the spec's), at most
-:data:`MAX_BATCH` rows. Between optimiser steps every executor asks
+:data:`MAX_BATCH` rows, or as many as the executor's limit says
+(:mod:`engine.run.sizing`: what fits on a CUDA device). Between optimiser steps every executor asks
 :meth:`Queue.poll`, the engine's only contact with its :class:`Steering`: it
 applies live edits to pending experiments, blocks while paused, ends skipped
 pending experiments, and returns the :class:`Command` for the running batch.
@@ -56,13 +57,14 @@ class Queue:
     def running(self) -> frozenset[str]:
         return frozenset(self._running)
 
-    def next_batch(self) -> list[Experiment]:
+    def next_batch(self, limit: Callable[[list[Experiment]], int] | None = None) -> list[Experiment]:
+        """The next batch; ``limit``: how many of these experiments (one story, method and bank) it may hold."""
         pending = self.pending()
         if not pending:
             return []
         first = pending[0]
         same = [e for e in pending if (e.story, e.method, e.bank) == (first.story, first.method, first.bank)]
-        return same[:MAX_BATCH]
+        return same[: limit(same) if limit is not None else MAX_BATCH]
 
     def rows(self) -> tuple[dict[str, Any], ...]:
         out = []

@@ -152,10 +152,10 @@ FIT: tuple[tuple[str, int], ...] = (
     ("Text", 24),
     ("Objective", 0),
     ("Final Loss", 0),
-    ("Text NLL", 0),  # the headless line of each finished experiment still says it
-    ("Final Sim", 0),
+    ("Final Sim", 0),  # the continuous z's score: the honest score and its fluency stay longer
     ("Status", 0),
     ("Text", 16),
+    ("Text NLL", 0),
     ("Oracle", 0),  # the true sentence's score: what Text Sim is read against, so it goes last but one
     ("", 1),
     ("Text", 12),

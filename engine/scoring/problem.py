@@ -30,6 +30,17 @@ class Problem:
     oracle: Tensor  # [D] the true embedding of the replaced sentence
     story_norms: Tensor  # [N] L2 norms of the story's sentence embeddings
     tokens: TargetTokens | None  # target tokens, only when some row uses decoder_ce
+    decode_len: int  # the decodes' cap in tokens: twice the story's longest sentence, at least DECODE_FLOOR
+
+
+# The floor of a decode's cap, for stories of short sentences: twice the longest decode the shipped queue makes on
+# the mini models (16 tokens), so such a story still keeps every decode its model ends by itself.
+DECODE_FLOOR = 32
+
+
+def decode_limit(sentence_lengths: Sequence[int]) -> int:
+    """The cap of a story's decodes: a decode twice as long as its longest sentence is lost anyway."""
+    return max(DECODE_FLOOR, 2 * max(sentence_lengths, default=0))
 
 
 def build_problem(story: Story, space: Any, predictor: Any, *, need_tokens: bool) -> Problem:
@@ -48,6 +59,7 @@ def build_problem(story: Story, space: Any, predictor: Any, *, need_tokens: bool
     if need_tokens:
         ids, lens = space.tokenize_targets([story.sentences[t] for t in story.targets])
         tokens = TargetTokens(ids, lens)
+    _, story_lens = space.tokenize_targets(list(story.sentences))
     return Problem(
         prefix=torch.cat([context, sentences[: story.optimize]]).to(predictor_dtype),
         suffix=sentences[story.optimize + 1 : last].to(predictor_dtype),
@@ -57,6 +69,7 @@ def build_problem(story: Story, space: Any, predictor: Any, *, need_tokens: bool
         oracle=sentences[story.optimize].float(),
         story_norms=sentences.float().norm(dim=1),
         tokens=tokens,
+        decode_len=decode_limit(story_lens.tolist()),
     )
 
 

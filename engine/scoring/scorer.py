@@ -3,7 +3,8 @@
 Every method scores through a :class:`Scorer`, so a number means the same
 whatever found it: ``sims`` is the mean cosine similarity of the predictions
 with their targets (the ``final_sim`` / ``text_sim`` metric), ``loss`` the
-experiment's objective (:meth:`Scorer.loss`).
+experiment's objective (:meth:`Scorer.loss`). Its decodes follow a
+:class:`Decoding`: how long they may run and which of them are spared.
 """
 
 from __future__ import annotations
@@ -18,7 +19,26 @@ from torch import Tensor
 from engine.scoring.objectives import ROWS_PER_CALL, Weights, cosine_sims, objective_loss, rowwise
 from engine.scoring.problem import Problem, predict
 
-MAX_DECODE_LEN = 64
+MAX_DECODE_LEN = 64  # the fixed cap of every decode before caps followed the story; still the front door's
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a batch decodes; a model that never says EOS (random, or lost) decodes to the cap, so the cap is its cost.
+
+    ``story_cap``: at most ``Problem.decode_len`` tokens (twice the story's longest sentence, at least
+    ``DECODE_FLOOR``) instead of :data:`MAX_DECODE_LEN`. ``spare``: an exact-match decode stops at the
+    first token that rules the match out (:meth:`Scorer.exact_match`), and the decodes a step shows
+    share one decoder call (:meth:`Scorer.decode_groups`). :data:`LEGACY_DECODING` is neither: every
+    decode as before, kept for ``benchmarks/real_shape.py --legacy-decode``.
+    """
+
+    story_cap: bool = True
+    spare: bool = True
+
+
+DECODING = Decoding()
+LEGACY_DECODING = Decoding(story_cap=False, spare=False)
 
 
 @dataclass
@@ -29,6 +49,11 @@ class Scorer:
     space: Any
     model: Callable[[Tensor], Tensor]
     fluency: Any = None  # engine.models.fluency.FluencyModel: the text terms, and text_nll in every result
+    decoding: Decoding = DECODING
+
+    @property
+    def decode_len(self) -> int:
+        return self.problem.decode_len if self.decoding.story_cap else MAX_DECODE_LEN
 
     def predictions(self, z: Tensor, rows: int | None = None) -> Tensor:
         return rowwise(lambda chunk: predict(self.model, self.problem, chunk), z, *(() if rows is None else (rows,)))
@@ -101,18 +126,36 @@ class Scorer:
         return encode_rowwise(self.space, texts)
 
     def decode(self, vectors: Tensor, beam_size: int) -> list[str]:
-        return decode_unique(self.space, vectors, beam_size)
+        return decode_unique(self.space, vectors, beam_size, self.decode_len)
+
+    def decode_groups(self, groups: Sequence[Tensor], beam_size: int) -> list[list[str]]:
+        """The texts of each group of vectors [n_g, D]: one decoder call for them all (``spare``), else one each.
+
+        A decode's time is its length times a step's, and a step of a few more rows costs about
+        what one of fewer does (the weights are read once per step either way).
+        """
+        if not self.decoding.spare:
+            return [self.decode(group, beam_size) for group in groups]
+        texts = self.decode(torch.cat(list(groups)), beam_size)
+        out, at = [], 0
+        for group in groups:
+            out.append(texts[at : at + len(group)])
+            at += len(group)
+        return out
 
     def exact_match(self, vectors: Tensor, beam_size: int) -> list[list[bool]]:
         """For each vector [N, D]: does each prediction made from it decode exactly to its target."""
         with torch.inference_mode():
             preds = self.predictions(vectors)
-        t = preds.shape[1]
-        texts = self.decode(preds.reshape(-1, preds.shape[2]), beam_size)
+        n, t, d = preds.shape
         wanted = self.problem.target_texts
-        return [
-            [p.strip() == s.strip() for p, s in zip(texts[n * t : (n + 1) * t], wanted)] for n in range(len(vectors))
-        ]
+        flat = preds.reshape(-1, d)
+        if self.decoding.spare:
+            matches = match_unique(self.space, flat, list(wanted) * n, beam_size, self.decode_len)
+        else:
+            texts = self.decode(flat, beam_size)
+            matches = [p.strip() == s.strip() for p, s in zip(texts, list(wanted) * n)]
+        return [matches[row * t : (row + 1) * t] for row in range(n)]
 
 
 def round_trip(space: Any, sentences: Sequence[str]) -> tuple[int, float]:
@@ -156,7 +199,20 @@ def encode_rowwise(space: Any, texts: Sequence[str], rows: int = ROWS_PER_CALL) 
         return torch.stack(out)  # type: ignore[arg-type]
 
 
-def decode_unique(space: Any, vectors: Tensor, beam_size: int) -> list[str]:
+def match_unique(space: Any, vectors: Tensor, wanted: Sequence[str], beam_size: int, max_len: int) -> list[bool]:
+    """``space.decode_matches`` of each (row, wanted text), asking once for pairs that coincide bit for bit."""
+    _, inverse = torch.unique(vectors, dim=0, return_inverse=True)
+    keys = list(zip(inverse.tolist(), wanted))
+    first: dict[tuple[int, str], int] = {}
+    for n, key in enumerate(keys):
+        first.setdefault(key, n)
+    rows = torch.tensor(list(first.values()), device=vectors.device)
+    found = space.decode_matches(vectors[rows], [w for _, w in first], beam_size=beam_size, max_len=max_len)
+    answer = dict(zip(first, found))
+    return [answer[key] for key in keys]
+
+
+def decode_unique(space: Any, vectors: Tensor, beam_size: int, max_len: int = MAX_DECODE_LEN) -> list[str]:
     """``space.decode`` of each row, decoding bit-identical rows once.
 
     Queues often hold rows that coincide: every row starting from the same
@@ -166,6 +222,6 @@ def decode_unique(space: Any, vectors: Tensor, beam_size: int) -> list[str]:
     """
     unique, inverse = torch.unique(vectors, dim=0, return_inverse=True)
     if unique.shape[0] == vectors.shape[0]:
-        return space.decode(vectors, beam_size=beam_size, max_len=MAX_DECODE_LEN)
-    texts = space.decode(unique, beam_size=beam_size, max_len=MAX_DECODE_LEN)
+        return space.decode(vectors, beam_size=beam_size, max_len=max_len)
+    texts = space.decode(unique, beam_size=beam_size, max_len=max_len)
     return [texts[i] for i in inverse.tolist()]

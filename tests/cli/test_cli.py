@@ -625,7 +625,8 @@ def test_a_live_edit_in_the_dashboard_is_what_resume_continues(tmp_path: Path) -
 
 # --- what the headless table shows ---------------------------------------------------------------------------
 def test_headless_at_80_columns_keeps_the_honest_score_and_the_oracle(tmp_path: Path) -> None:
-    """Decoded z, Init Text and the lesser numbers give way first: Text Sim, Text and the Oracle stay on screen."""
+    """Decoded z, Init Text and the lesser numbers (Final Sim too) give way first: Text Sim, its fluency (Text NLL),
+    Text and the Oracle stay on screen."""
     import pexpect
 
     body = """
@@ -651,7 +652,7 @@ name = "baseline"
     lines = [re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", line).rstrip("\r") for line in screen.splitlines()]
     at = next(i for i, line in enumerate(lines) if line.lstrip().startswith("Experiment"))
     header = lines[at]
-    assert all(column in header for column in ("Final Sim", "Oracle", "Text Sim", "Text")), repr(header)
+    assert all(column in header for column in ("Oracle", "Text Sim", "Text NLL", "Text")), repr(header)
     assert "Decoded z" not in header and "Init Text" not in header
     assert all(len(line) <= 80 for line in lines[at : at + 4])  # fitted, not wrapped
 

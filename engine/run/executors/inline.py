@@ -8,6 +8,7 @@ from engine.methods.method import Command
 from engine.run.backend import BackendError, Models, ready
 from engine.run.batches import run_batch
 from engine.run.queue import Queue
+from engine.run.sizing import DeviceLimit, device_limit
 from engine.run.threads import apply_thread_limit
 from engine.spec import Backend
 from engine.text import one_line
@@ -21,11 +22,11 @@ def run_inline(queue: Queue, models: Models | None) -> bool:
     loaded: dict[Backend, Models] = {}
     banks: dict[tuple[str, Backend], Any] = {}
     checked: set[str] = set()  # stories whose round trip was announced
+    limits: dict[Backend, DeviceLimit | None] = {}  # None: the fixed MAX_BATCH (off CUDA)
 
     while True:
         command = queue.poll()
-        batch = queue.next_batch()
-        if not batch:
+        if not queue.pending():
             return False
         if command.stop:
             return True
@@ -37,6 +38,14 @@ def run_inline(queue: Queue, models: Models | None) -> bool:
         loaded[backend] = current
         if queue.steering.stop_requested:
             return True
+        if backend not in limits:
+            limits[backend] = device_limit(
+                current,
+                story_of=lambda e: queue.spec.story_of(e),
+                loaded_banks=lambda value, b=backend: (value, b) in banks,
+                emit=emit,
+            )
+        batch = queue.next_batch(limits[backend])
 
         queue.start(batch)
         stopped = False
