@@ -370,7 +370,7 @@ class RichView:
         self.console.print(printable(f"results ({run.data.get('status')}): {counts}"), style="bold", highlight=False)
         for line in report.format_table([run], width=self.console.width).splitlines():
             if line.startswith(("Best", f"{run.label}: Best")):
-                continue
+                break  # the Best lines (wrapped to the width, continuations indented) are printed below, whole
             self.console.print(
                 line,
                 style="bold" if line.startswith("* ") else None,

@@ -655,6 +655,9 @@ name = "baseline"
     assert all(column in header for column in ("Oracle", "Text Sim", "Text NLL", "Text")), repr(header)
     assert "Decoded z" not in header and "Init Text" not in header
     assert all(len(line) <= 80 for line in lines[at : at + 4])  # fitted, not wrapped
+    best = next(i for i, line in enumerate(lines) if line.startswith("Best"))
+    # the table's last row, then the Best line once (its wrapped continuation used to come first, alone)
+    assert lines[best - 1].lstrip("* ").split()[0] in ("story_init_lower_lr", "baseline"), lines[best - 2 : best + 2]
 
 
 def test_skipped_experiments_are_their_own_status_headless_and_exit_0(tmp_path: Path) -> None:
