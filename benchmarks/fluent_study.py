@@ -1,7 +1,7 @@
 """The fluency study: every method, the fluency term and fluent_swap on 8 stories the embedded corpus's generator
 makes under a seed of this study's own (not the shipped stories), with a bank of the corpus minus their sentences.
 
-    .venv/bin/python benchmarks/fluent_study.py                 # ~8 minutes on 2 cores; prints the tables
+    .venv/bin/python benchmarks/fluent_study.py                 # ~6 minutes on 2 cores; prints the tables
     .venv/bin/python benchmarks/fluent_study.py --optimize 1    # z in place of each story's second sentence
     .venv/bin/python benchmarks/fluent_study.py --quick         # 2 stories, 5 steps: the mechanics (tests)
 
@@ -101,7 +101,7 @@ def best_win(judged: list[tuple[tuple[str, float, float], dict[str, bool]]], str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--stories", type=int, default=8)
     parser.add_argument("--steps", type=int, default=40, help="steps of the searches (gradient: 100)")
     parser.add_argument("--optimize", type=int, default=0, help="the sentence z replaces (0..2); the next is scored")
