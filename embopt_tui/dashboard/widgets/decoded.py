@@ -50,10 +50,11 @@ def render_decoded(x: ExperimentView | None, width: int) -> RenderableType:
         predictions = tuple(result.get("decoded_predictions") or ())
         exact = tuple(result.get("exact_match") or ())
         targets = x.targets or tuple(result.get("targets") or ())
-    head = f"z @ {step}: "
+    fluency = f" · nll {num(x.text_nll, 2)}" if x.text_nll is not None else ""
+    # z decoding to the best sentence itself (the discrete methods): its fluency goes on z's line
+    head = f"z @ {step}{fluency if x.text and x.text == z_text else ''}: "
     lines = [Text.assemble((head, "bold"), (ellipsize(z_text, Z_LINES * width - len(head) - 1), "magenta"))]
     if x.text and x.text != z_text:  # the best real sentence so far, whole (wrapped): it is the finding
-        fluency = f" · nll {num(x.text_nll, 2)}" if x.text_nll is not None else ""
         lines.append(Text.assemble((f"text {num(x.text_sim)}{fluency}: ", "bold"), (x.text, "bold magenta")))
     for i, prediction in enumerate(predictions):
         hit = i < len(exact) and bool(exact[i])
