@@ -132,13 +132,18 @@ def main() -> None:
         "bank swap": Experiment(
             "swap", "I like cheese.", method="bank_swap", bank="corpus", steps=48, options=BankSwapOptions()
         ),
-        "token swap": Experiment("tokens", "I like cheese.", method="token_swap", steps=48, options=TokenSwapOptions()),
+        # steps enough for 3,000 scorings: token swap's retokenisation check and both searches' "seen" sets
+        # drop many of a step's candidates
+        "token swap": Experiment(
+            "tokens", "I like cheese.", method="token_swap", steps=200, options=TokenSwapOptions()
+        ),
         "fluent_swap": Experiment(
-            "fluent", "I like cheese.", method="fluent_swap", steps=24, options=FluentSwapOptions()
+            "fluent", "I like cheese.", method="fluent_swap", steps=60, options=FluentSwapOptions()
         ),
     }
     per_k: dict[tuple[str, int], list[float]] = {}
     nll: dict[str, list[float]] = {name: [] for name in contenders}
+    spent: dict[str, list[int]] = {name: [] for name in contenders}
     oracle = []
     for story in stories:
         line = []
@@ -147,12 +152,21 @@ def main() -> None:
             for budget in budgets:
                 per_k.setdefault((name, budget), []).append(at_budget(found, budget))
             nll[name].append(found["text_nll"])
-            line.append(f"{name} {per_k[(name, 1000)][-1]:.3f}/{per_k[(name, 3000)][-1]:.3f} ({found['text']!r})")
+            spent[name].append(found["scored"])
+            line.append(
+                f"{name} {per_k[(name, 1000)][-1]:.3f}/{per_k[(name, 3000)][-1]:.3f} in {found['scored']:,}"
+                f" ({found['text']!r})"
+            )
         oracle.append(found["oracle_sim"])
         print(f"  {story.name}: at 1,000/3,000 scorings " + ", ".join(line) + f"; oracle {oracle[-1]:.3f}")
     for name in contenders:
         scores = ", ".join(f"{sum(per_k[(name, b)]) / len(stories):.3f} after {b:,} scorings" for b in budgets)
-        print(f"{name}: honest score {scores} on average (text NLL {sum(nll[name]) / len(stories):.2f})")
+        used = sum(spent[name]) / len(stories)
+        print(
+            f"{name}: honest score {scores} on average (text NLL {sum(nll[name]) / len(stories):.2f});"
+            f" it spent {used:,.0f} scorings on average (candidates already scored are not scored again; where a"
+            " search spent less than a budget, its last score counts for it)"
+        )
     print(f"oracle (the true sentence): {sum(oracle) / len(oracle):.3f} on average")
 
     # 4. candidates per second, fluency on and off
