@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from engine.events import RUNNING, Decoded, Event, ExperimentStarted
+from engine.events import INTERRUPTED, RUNNING, SKIPPED, Decoded, Event, ExperimentStarted
 from engine.methods.method import Command
 from engine.results import Row
 from engine.scoring.objectives import Weights
@@ -233,3 +233,15 @@ def show_decodes(
                     fluency.get(best[j].text) if best[j].text is not None else None,
                 )
             )
+
+
+def poll_rows(batch: Batch, active: Sequence[int], end: Callable[[list[int], str], None]) -> list[int]:
+    """Between two steps: ``end`` every active row on stop (none are left), the named ones on skip; the rows
+    still running."""
+    command = batch.poll()
+    if command.stop:
+        end(list(active), INTERRUPTED)
+        return []
+    if command.skip:
+        end([i for i in active if batch.rows[i].experiment.name in command.skip], SKIPPED)
+    return [i for i in active if batch.rows[i].status == RUNNING]

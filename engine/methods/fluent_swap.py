@@ -243,8 +243,8 @@ def _score(batch: Batch, texts: list[str], objectives: list[Any]) -> list[Scored
 
 
 def run(batch: Batch) -> None:
-    from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
-    from engine.methods.batch import start, stop_early
+    from engine.events import DONE, RUNNING, Step
+    from engine.methods.batch import poll_rows, start, stop_early
     from engine.methods.token_swap import _start_texts
 
     rows, experiments = batch.rows, [r.experiment for r in batch.rows]
@@ -269,15 +269,9 @@ def run(batch: Batch) -> None:
     k = 0
     while active:
         if k > 0:
-            command = batch.poll()
-            if command.stop:
-                _end(batch, active, searches, INTERRUPTED)
+            active = poll_rows(batch, active, lambda which, status: _end(batch, which, searches, status))
+            if not active:
                 return
-            if command.skip:
-                _end(batch, [i for i in active if experiments[i].name in command.skip], searches, SKIPPED)
-                active = [i for i in active if rows[i].status == RUNNING]
-                if not active:
-                    return
         k += 1
         # Each row's candidates are its own (a text two rows propose is scored for each): what a row finds must
         # not depend on what shares its batch.

@@ -98,8 +98,8 @@ def candidates(
 def run(batch: Batch) -> None:
     import torch
 
-    from engine.events import DONE, INTERRUPTED, RUNNING, SKIPPED, Step
-    from engine.methods.batch import start, stop_early
+    from engine.events import DONE, RUNNING, Step
+    from engine.methods.batch import poll_rows, start, stop_early
     from engine.scoring.objectives import Weights
     from engine.scoring.terms import TEXT_TERMS
 
@@ -127,15 +127,9 @@ def run(batch: Batch) -> None:
     k = 0
     while active:
         if k > 0:
-            command = batch.poll()
-            if command.stop:
-                _end(batch, active, searches, INTERRUPTED)
+            active = poll_rows(batch, active, lambda which, status: _end(batch, which, searches, status))
+            if not active:
                 return
-            if command.skip:
-                _end(batch, [i for i in active if experiments[i].name in command.skip], searches, SKIPPED)
-                active = [i for i in active if rows[i].status == RUNNING]
-                if not active:
-                    return
         k += 1
         texts: list[str] = []
         owners: list[int] = []

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.events import INTERRUPTED, RUNNING, SKIPPED
 from engine.methods.batch import Batch, BestText, settle, show_decodes, stop_early
+from engine.methods.batch import poll_rows as poll
 from engine.scoring.objectives import Weights
 
 
@@ -55,13 +55,7 @@ def reached(batch: Batch, i: int, seen: Seen) -> bool:
 
 def poll_rows(batch: Batch, active: list[int], seen: list[Seen]) -> list[int]:
     """Between steps: the rows still running after stop (none) or skip requests end the others."""
-    command = batch.poll()
-    if command.stop:
-        end_rows(batch, active, seen, INTERRUPTED)
-        return []
-    if command.skip:
-        end_rows(batch, [i for i in active if batch.rows[i].experiment.name in command.skip], seen, SKIPPED)
-    return [i for i in active if batch.rows[i].status == RUNNING]
+    return poll(batch, active, lambda which, status: end_rows(batch, which, seen, status))
 
 
 def end_rows(batch: Batch, which: list[int], seen: list[Seen], status: str) -> None:
