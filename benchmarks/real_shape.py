@@ -452,7 +452,7 @@ def summary(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the 900M shape, small bank, 2 steps (~15 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="the 900M shape, small bank, 2 steps (22 min on 2 cores)")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes on CPU (what the test suite runs)")
     parser.add_argument("--predictors", nargs="+", choices=list(PREDICTORS), help="shapes to run every case at")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
