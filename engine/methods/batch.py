@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from engine.events import INTERRUPTED, RUNNING, SKIPPED, Decoded, Event, ExperimentStarted
-from engine.methods.method import Command
+from engine.methods.method import INIT_FROM_BANK, Command
 from engine.results import Row
 from engine.scoring.objectives import Weights
 from engine.scoring.problem import Problem
@@ -245,3 +245,21 @@ def poll_rows(batch: Batch, active: Sequence[int], end: Callable[[list[int], str
     if command.skip:
         end([i for i in active if batch.rows[i].experiment.name in command.skip], SKIPPED)
     return [i for i in active if batch.rows[i].status == RUNNING]
+
+
+def start_texts(batch: Batch) -> list[str]:
+    """Each row's first sentence: its init text, or with init = "bank" the bank's best sentence for the story
+    (the bank scored once for every such row; their ``bank_scored`` and ``start_text`` say so)."""
+    texts = [r.experiment.init for r in batch.rows]
+    if INIT_FROM_BANK in texts:
+        best = [float("-inf"), ""]
+        for first, chunk in batch.bank.chunks(512):
+            sims, _ = batch.scorer.score(chunk.to(batch.device), rows=64)
+            top = int(sims.argmax())
+            if float(sims[top]) > best[0]:
+                best = [float(sims[top]), batch.bank.text(first + top)]
+        texts = [best[1] if t == INIT_FROM_BANK else t for t in texts]
+        for row, text in zip(batch.rows, texts):
+            if row.experiment.init == INIT_FROM_BANK:
+                row.bank_scored, row.start_text = len(batch.bank), text
+    return texts

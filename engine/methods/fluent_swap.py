@@ -24,15 +24,20 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.methods.method import Invalid, Method, Stopping, option, refuse_cycle
+from engine.methods.method import Invalid, Method, Stopping, bank_init, option, refuse_cycle
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from engine.methods.batch import Batch
 
-INIT_FROM_BANK = "bank"
+T = TypeVar("T")
+
 FRONT_KEPT = 40  # at most this many points of a front are kept in a row (evenly along it)
 TOP_SHOWN = 10
 _pieces: dict[int, dict[int, str]] = {}  # id(space) -> {piece id: the whole word it is}
@@ -58,8 +63,7 @@ def check(experiment: Any) -> None:
     options = experiment.options
     if options.weight_min > options.weight_max:
         raise Invalid("weight_min", f"is above weight_max ({options.weight_min:g} > {options.weight_max:g})")
-    if experiment.init == INIT_FROM_BANK and experiment.bank is None:
-        raise Invalid("init", 'init = "bank" starts from the bank\'s best sentence: set bank too')
+    bank_init(experiment)
 
 
 def weights_of(options: Any) -> list[float]:
@@ -108,13 +112,17 @@ class Search:
 
     def front(self) -> list[str]:
         """The texts no other beats on both similarity (higher) and NLL (lower), best similarity first."""
-        ranked = sorted(self.seen, key=lambda t: (-self.seen[t].sim, self.seen[t].nll))
-        out, best_nll = [], math.inf
-        for text in ranked:
-            if self.seen[text].nll < best_nll:
-                out.append(text)
-                best_nll = self.seen[text].nll
-        return out
+        return pareto(self.seen, lambda t: self.seen[t].sim, lambda t: self.seen[t].nll)
+
+
+def pareto(items: Iterable[T], sim: Callable[[T], float], nll: Callable[[T], float]) -> list[T]:
+    """The items no other beats on both ``sim`` (higher) and ``nll`` (lower), best ``sim`` first."""
+    out, best_nll = [], math.inf
+    for item in sorted(items, key=lambda x: (-sim(x), nll(x))):
+        if nll(item) < best_nll:
+            out.append(item)
+            best_nll = nll(item)
+    return out
 
 
 def _word_pieces(space: Any) -> dict[int, str]:
@@ -231,7 +239,7 @@ def _generator(device: Any, seed: int) -> Any:
 
 
 def _score(batch: Batch, texts: list[str], objectives: list[Any]) -> list[Scored]:
-    """Each text in z's place: its similarity and its objective's task terms (one encoder call), and its fluency."""
+    """Each text in z's place: its similarity and its objective's task terms, and its fluency."""
     from engine.scoring.objectives import Weights
     from engine.scoring.terms import TEXT_TERMS
 
@@ -244,11 +252,10 @@ def _score(batch: Batch, texts: list[str], objectives: list[Any]) -> list[Scored
 
 def run(batch: Batch) -> None:
     from engine.events import DONE, RUNNING, Step
-    from engine.methods.batch import poll_rows, start, stop_early
-    from engine.methods.token_swap import _start_texts
+    from engine.methods.batch import poll_rows, start, start_texts, stop_early
 
     rows, experiments = batch.rows, [r.experiment for r in batch.rows]
-    starts = _start_texts(batch)
+    starts = start_texts(batch)
     start(batch, texts=starts)
     searches: list[Search] = []
     for row, text in zip(rows, starts):
@@ -338,23 +345,12 @@ def _show(batch: Batch, which: list[int], texts: list[str], sims: list[float], k
     return show_best(batch, which, texts, batch.scorer.encode(texts), sims, k)
 
 
-def _rescored(batch: Batch, texts: list[str]) -> dict[str, tuple[float, float]]:
-    """(sim, nll) of each text from scratch: encoded alone, as the honest score is."""
+def _rescored(batch: Batch, texts: list[str]) -> tuple[Tensor, list[float], list[float]]:
+    """Each text from scratch: its embedding [N, D], its similarity in z's place and its NLL (an encoder or
+    fluency-model call gives a text the same numbers whatever it is scored with)."""
     scorer = batch.scorer
-    sims = {t: float(scorer.score(scorer.encode([t]))[0][0]) for t in texts}
-    nll = scorer.fluency.nll(texts, fresh=True)
-    return {t: (sims[t], n) for t, n in zip(texts, nll)}
-
-
-def _non_dominated(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The points no other beats on both sim and nll, best sim first: the front again after its rescoring, whose
-    last bits may differ from the batched scores it was chosen by."""
-    out, best_nll = [], math.inf
-    for point in sorted(points, key=lambda p: (-p["sim"], p["nll"])):
-        if point["nll"] < best_nll:
-            out.append(point)
-            best_nll = point["nll"]
-    return out
+    vectors = scorer.encode(texts)
+    return vectors, scorer.score(vectors)[0].tolist(), scorer.fluency.nll(texts, fresh=True)
 
 
 def _end(batch: Batch, which: list[int], searches: list[Search], status: str) -> None:
@@ -369,13 +365,16 @@ def _end(batch: Batch, which: list[int], searches: list[Search], status: str) ->
         front = search.front()
         if len(front) > FRONT_KEPT:
             front = [front[round(n * (len(front) - 1) / (FRONT_KEPT - 1))] for n in range(FRONT_KEPT)]
-        again = _rescored(batch, list(dict.fromkeys([chosen, *front])))
+        texts = list(dict.fromkeys([chosen, *front]))  # the choice first
+        encoded, sims, nll = _rescored(batch, texts)
         tracker = BestText()
-        tracker.add(chosen, again[chosen][0])
+        tracker.add(chosen, sims[0])
         best.append(tracker)
-        vectors.append(batch.scorer.encode([chosen])[0])
+        vectors.append(encoded[0])
         row = batch.rows[i]
-        row.front = _non_dominated([{"text": t, "sim": again[t][0], "nll": again[t][1]} for t in front])
+        # the front again after its rescoring, whose last bits may differ from the scores it was chosen by
+        again = {t: {"text": t, "sim": s, "nll": n} for t, s, n in zip(texts, sims, nll)}
+        row.front = pareto([again[t] for t in front], itemgetter("sim"), itemgetter("nll"))
         top = sorted(search.seen, key=lambda t: search.choice_value(search.seen[t]))[:TOP_SHOWN]
         row.top = [
             {

@@ -65,6 +65,18 @@ def require_bank(experiment: Any, needs: str) -> None:
         raise Invalid(None, BANK_NEEDED.format(needs))
 
 
+INIT_FROM_BANK = "bank"  # init = "bank": start from the bank's best sentence for the story (the text searches)
+
+
+def bank_init(experiment: Any) -> bool:
+    """Whether ``experiment`` starts from the bank's best sentence; ``init = "bank"`` without a bank is refused."""
+    if experiment.init != INIT_FROM_BANK:
+        return False
+    if experiment.bank is None:
+        raise Invalid("init", 'init = "bank" starts from the bank\'s best sentence: set bank too')
+    return True
+
+
 def refuse_cycle(experiment: Any) -> None:
     """The cycle term decodes z; only the gradient method has a z between real sentences."""
     if "cycle" in dict(experiment.objective.weights):

@@ -19,14 +19,22 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.methods.method import BUFFER_SIZE, SEARCH_WIDTH, Invalid, Method, Stopping, option, refuse_cycle
+from engine.methods.method import (
+    BUFFER_SIZE,
+    SEARCH_WIDTH,
+    Invalid,
+    Method,
+    Stopping,
+    bank_init,
+    option,
+    refuse_cycle,
+)
 
 if TYPE_CHECKING:
     from torch import Generator, Tensor
 
     from engine.methods.batch import Batch
 
-INIT_FROM_BANK = "bank"  # init = "bank": start from the bank's best sentence for the story
 TOP_SHOWN = 10  # sentences reported in a row's top list
 # (id of the tokenizer, table rows, device) -> (that tokenizer, kept so its id stays its own; [V] bool mask)
 _allowed: dict[tuple[int, int, str], tuple[Any, Tensor]] = {}
@@ -42,9 +50,7 @@ class TokenSwapOptions(Stopping):
 
 def check(experiment: Any) -> None:
     refuse_cycle(experiment)
-    if experiment.init == INIT_FROM_BANK:
-        if experiment.bank is None:
-            raise Invalid("init", 'init = "bank" starts from the bank\'s best sentence: set bank too')
+    if bank_init(experiment):
         return
     words = len(experiment.init.split())
     if experiment.options.n_replace > words:
@@ -99,14 +105,14 @@ def run(batch: Batch) -> None:
     import torch
 
     from engine.events import DONE, RUNNING, Step
-    from engine.methods.batch import poll_rows, start, stop_early
+    from engine.methods.batch import poll_rows, start, start_texts, stop_early
     from engine.scoring.objectives import Weights
     from engine.scoring.terms import TEXT_TERMS
 
     rows, scorer, space = batch.rows, batch.scorer, batch.scorer.space
     experiments = [r.experiment for r in rows]
     device = batch.device
-    starts = _start_texts(batch)
+    starts = start_texts(batch)
     start(batch, texts=starts)
     allowed = allowed_tokens(space)
     vocab = allowed.shape[0]
@@ -197,23 +203,6 @@ def run(batch: Batch) -> None:
                 ending.append(i)
         _end(batch, ending, searches, DONE)
         active = [i for i in active if rows[i].status == RUNNING]
-
-
-def _start_texts(batch: Batch) -> list[str]:
-    """Each row's first sentence: its init text, or with init = "bank" the bank's best sentence for the story."""
-    texts = [r.experiment.init for r in batch.rows]
-    if INIT_FROM_BANK in texts:
-        best = [float("-inf"), ""]
-        for first, chunk in batch.bank.chunks(512):
-            sims, _ = batch.scorer.score(chunk.to(batch.device), rows=64)
-            top = int(sims.argmax())
-            if float(sims[top]) > best[0]:
-                best = [float(sims[top]), batch.bank.text(first + top)]
-        texts = [best[1] if t == INIT_FROM_BANK else t for t in texts]
-        for row, text in zip(batch.rows, texts):
-            if row.experiment.init == INIT_FROM_BANK:
-                row.bank_scored, row.start_text = len(batch.bank), text
-    return texts
 
 
 def _show(batch: Batch, which: list[int], searches: list[Search], k: int) -> list[list[bool]]:

@@ -90,7 +90,7 @@ class FluencyModel:
         return bos, tok.eos_token_id
 
     def forget(self) -> None:
-        """Drop the NLLs computed so far: what a new process (a ``--resume``) starts from."""
+        """Drop the NLLs computed so far (every batch starts with none: what a ``--resume`` starts from too)."""
         self._nll.clear()
 
     def nll(self, texts: Sequence[str], fresh: bool = False) -> list[float]:

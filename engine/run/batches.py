@@ -121,6 +121,8 @@ def optimize_batch(
     (engine.scoring.scorer.Decoding; benchmarks compare the old way).
     """
     start = time.perf_counter()
+    if fluency is not None:
+        fluency.forget()  # its NLL cache lives for one batch: a long queue's candidates would otherwise pile up
     rows = [Row(e, e.steps) for e in experiments]
     results: dict[int, dict[str, Any]] = {}
 

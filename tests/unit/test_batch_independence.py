@@ -102,7 +102,6 @@ def companions(experiment: Experiment, inits: tuple[str, ...]) -> list[Experimen
 
 
 def result_of(models, corpus, batch: list[Experiment]) -> dict:
-    models.fluency.forget()  # as a resumed run in a new process: no NLL computed with other companions before
     rows = optimize_batch(
         batch,
         LILY,
