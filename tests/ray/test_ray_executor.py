@@ -236,8 +236,9 @@ async def test_the_dashboard_shows_the_two_workers_and_what_they_run(cluster, ti
         config_text(
             tiny_backend,
             [
-                {"name": "a", "init": "I like cheese.", "story": "lily", "steps": 150},
-                {"name": "b", "init": "There was a boy named Tom.", "story": "later", "steps": 150},
+                # long enough that the two batches overlap on a loaded machine (150 steps did not, once)
+                {"name": "a", "init": "I like cheese.", "story": "lily", "steps": 600},
+                {"name": "b", "init": "There was a boy named Tom.", "story": "later", "steps": 600},
             ],
         )
     )
